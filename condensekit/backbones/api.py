@@ -1,0 +1,59 @@
+"""The backbone contract and factory.
+
+A backbone is an ``nn.Module`` with three views of one network:
+
+- ``forward(x)``: logits, shape (B, num_classes);
+- ``embed(x)``: the final embedding (the classifier's input), shape (B, D);
+- ``intermediates(x)``: ``(maps, embedding)`` in one pass, where ``maps`` lists each block's
+  output feature map (B, C_i, H_i, W_i), earliest first, and ``embedding`` is ``embed(x)``.
+
+DM and DANCE match ``embed``; DataDAM matches attention over ``maps``. Built-in backbones are
+entry points of the ``condensekit.backbones`` group (a factory ``(channels, num_classes,
+resolution) -> module``); ``timm:NAME`` builds any timm model through the adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from condensekit import plugins
+from condensekit.errors import BackboneError, PluginError
+
+TIMM_PREFIX = "timm:"
+
+
+def create_backbone(
+    name: str,
+    *,
+    channels: int,
+    num_classes: int,
+    resolution: int,
+    seed: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a freshly initialized backbone; with ``seed``, the init is deterministic and the
+    global RNG is left untouched."""
+    if seed is None:
+        return _build(name, channels, num_classes, resolution, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(name, channels, num_classes, resolution, **kwargs)
+
+
+def _build(name: str, channels: int, num_classes: int, resolution: int, **kwargs: Any) -> nn.Module:
+    if name.startswith(TIMM_PREFIX):
+        from condensekit.backbones.timm_adapter import TimmBackbone
+
+        return TimmBackbone(name[len(TIMM_PREFIX):], channels, num_classes, resolution, **kwargs)
+    try:
+        factory, _ = plugins.load("backbone", name)
+    except PluginError as exc:
+        raise BackboneError(f"{exc}; any timm model works as timm:NAME") from None
+    return factory(channels=channels, num_classes=num_classes, resolution=resolution, **kwargs)
+
+
+def has_intermediates(model: nn.Module) -> bool:
+    return callable(getattr(model, "intermediates", None)) and getattr(model, "supports_intermediates", True)

@@ -1,0 +1,120 @@
+"""The ConvNet family used throughout the dataset-condensation literature (DC, DSA, DM, MTT,
+DataDAM, DANCE): ``depth`` blocks of conv3x3 (width 128) -> norm -> ReLU -> 2x2 avg-pool,
+then one linear classifier on the flattened features.
+
+Norm ``instance`` is GroupNorm with one group per channel and affine parameters, as the
+reference code implements instance norm (no running statistics). Single-channel 28x28 inputs
+get padding 3 in the first convolution so they behave as 32x32 (as in the DC code).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from condensekit.errors import BackboneError
+
+NORMS: dict[str, Callable[[int, int], nn.Module]] = {
+    "instance": lambda width, size: nn.GroupNorm(width, width, affine=True),
+    "batch": lambda width, size: nn.BatchNorm2d(width),
+    "layer": lambda width, size: nn.LayerNorm([width, size, size]),
+    "group": lambda width, size: nn.GroupNorm(4, width),
+    "none": lambda width, size: nn.Identity(),
+}
+
+
+class ConvNet(nn.Module):
+    """ConvNet-``depth`` of width ``width``; see the module docstring."""
+
+    supports_intermediates = True
+
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        resolution: int,
+        depth: int = 3,
+        width: int = 128,
+        norm: str = "instance",
+    ) -> None:
+        super().__init__()
+        if norm not in NORMS:
+            raise BackboneError(f"unknown ConvNet norm {norm!r}; choose one of {', '.join(NORMS)}")
+        first_padding = 3 if channels == 1 and resolution == 28 else 1
+        size = resolution + 2 * (first_padding - 1)
+        blocks = []
+        in_ch = channels
+        for d in range(depth):
+            if size < 2:
+                raise BackboneError(
+                    f"ConvNet depth {depth} is too deep for {resolution}px inputs; "
+                    f"use a shallower variant (convnet for 32px, convnetd4 for 64px, convnetd5 for 128px)"
+                )
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(in_ch, width, 3, padding=first_padding if d == 0 else 1),
+                    NORMS[norm](width, size),
+                    nn.ReLU(),
+                )
+            )
+            in_ch = width
+            size //= 2
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.AvgPool2d(2, 2)
+        self.embed_dim = width * size * size
+        self.classifier = nn.Linear(self.embed_dim, num_classes)
+        self.num_classes = num_classes
+
+    def intermediates(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        maps = []
+        for block in self.blocks:
+            x = block(x)
+            maps.append(x)
+            x = self.pool(x)
+        return maps, x.flatten(1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = self.pool(block(x))
+        return x.flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+# Names are IDs (as in timm): each variant is one entry point of condensekit.backbones.
+def convnet(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+    """ConvNet-3, width 128, instance norm: the standard backbone for 28-32 px data."""
+    return ConvNet(channels, num_classes, resolution, depth=3, norm="instance", **kwargs)
+
+
+def convnetd4(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+    """ConvNet-4, instance norm: the standard backbone for 64 px data (TinyImageNet)."""
+    return ConvNet(channels, num_classes, resolution, depth=4, norm="instance", **kwargs)
+
+
+def convnetd5(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+    """ConvNet-5, instance norm: the standard backbone for 128 px ImageNet subsets."""
+    return ConvNet(channels, num_classes, resolution, depth=5, norm="instance", **kwargs)
+
+
+def convnetd6(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+    """ConvNet-6, instance norm: for 256 px data (DataDAM's high-resolution variant depth)."""
+    return ConvNet(channels, num_classes, resolution, depth=6, norm="instance", **kwargs)
+
+
+def convnet_bn(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+    """ConvNet-3 with batch norm (the released DataDAM code's backbone; ablations)."""
+    return ConvNet(channels, num_classes, resolution, depth=3, norm="batch", **kwargs)
+
+
+def convnetd5_bn(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+    """ConvNet-5 with batch norm (ablations at 128 px)."""
+    return ConvNet(channels, num_classes, resolution, depth=5, norm="batch", **kwargs)
+
+
+def convnet_nonorm(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+    """ConvNet-3 without normalization (ablations)."""
+    return ConvNet(channels, num_classes, resolution, depth=3, norm="none", **kwargs)

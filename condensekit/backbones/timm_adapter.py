@@ -1,0 +1,59 @@
+"""Any timm model as a condensekit backbone (randomly initialized, never downloaded)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from condensekit.errors import BackboneError
+
+
+class TimmBackbone(nn.Module):
+    """Wraps ``timm.create_model(name, pretrained=False)`` with the backbone contract.
+
+    ``intermediates`` uses timm's ``forward_intermediates`` where the model implements it;
+    other models still work for methods that only need ``embed``.
+    """
+
+    def __init__(self, model_name: str, channels: int, num_classes: int, resolution: int) -> None:
+        super().__init__()
+        import timm
+
+        if not timm.is_model(model_name):
+            close = timm.list_models(f"*{model_name}*")[:5]
+            hint = f" (similar: {', '.join(close)})" if close else ""
+            raise BackboneError(f"unknown timm model {model_name!r}{hint}; see condensekit list backbones --timm PATTERN")
+        kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=channels)
+        try:
+            # Transformers need the input size; convolutional models reject the argument.
+            self.model = timm.create_model(model_name, img_size=resolution, **kwargs)
+        except TypeError:
+            self.model = timm.create_model(model_name, **kwargs)
+        self.model_name = model_name
+        self.num_classes = num_classes
+        self.supports_intermediates = hasattr(self.model, "forward_intermediates")
+        with torch.no_grad():
+            probe = torch.zeros(2, channels, resolution, resolution)
+            try:
+                self.embed_dim = int(self.embed(probe).shape[1])
+            except Exception as exc:  # timm raises many kinds for unsupported input sizes
+                raise BackboneError(
+                    f"timm model {model_name!r} cannot take {channels}x{resolution}x{resolution} inputs: {exc}"
+                ) from None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True).flatten(1)
+
+    def intermediates(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        if not self.supports_intermediates:
+            raise BackboneError(
+                f"timm model {self.model_name!r} does not expose intermediate features "
+                f"(no forward_intermediates); choose a ConvNet or a timm model that does, e.g. timm:resnet18"
+            )
+        final, maps = self.model.forward_intermediates(x)
+        maps = [m for m in maps if m.dim() == 4]
+        embedding = self.model.forward_head(final, pre_logits=True).flatten(1)
+        return maps, embedding
