@@ -61,10 +61,13 @@ class RealData:
     def __init__(self, info: DatasetInfo, images: torch.Tensor, labels: torch.Tensor) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("images must be a uint8 (N, C, H, W) tensor")
-        order = torch.argsort(labels, stable=True)
+        if labels.numel() > 1 and bool((labels[1:] < labels[:-1]).any()):
+            order = torch.argsort(labels, stable=True)
+            images, labels = images[order], labels[order]
+        # Input already grouped by class (what load_dataset passes) is kept without a copy.
         self.info = info
-        self.images = images[order].contiguous()
-        self.labels = labels[order].long()
+        self.images = images.contiguous()
+        self.labels = labels.long()
         counts = torch.bincount(self.labels.cpu(), minlength=info.num_classes)
         self._counts = counts.tolist()
         self._offsets = [0] + torch.cumsum(counts, 0).tolist()
