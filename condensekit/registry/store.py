@@ -1,0 +1,492 @@
+"""The registry: versioned synthetic sets and experts in immutable files, indexed in SQLite.
+
+Layout under the root (``--registry`` > ``$CONDENSEKIT_REGISTRY`` > ``./registry``)::
+
+    sets/<name>/v<N>.h5      one HDF5 file per set version (docs/format.md)
+    experts/<name>/v<N>.pt   one torch.save file per experts version
+    index.sqlite             names, versions, aliases, evaluations
+    tmp/                     files being written
+
+Write protocol (atomic, safe with concurrent writers): the file is written to
+``tmp/<host>.<pid>.<uuid>.partial``, fsynced, and then, inside one ``BEGIN IMMEDIATE``
+transaction, the next version is picked, the file renamed to its final path and the row
+inserted before the commit. A crash before the rename leaves a temp file, a crash between
+rename and commit an unindexed file: :meth:`Registry.check` reports both and removes them
+with ``fix=True``; a version number whose file exists is skipped, never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import signal
+import socket
+import stat
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from condensekit.errors import DatasetError, RegistryError
+from condensekit.experts import Experts
+from condensekit.paths import registry_root
+from condensekit.registry import format as h5format
+from condensekit.registry.index import Index, INDEX_FILE
+from condensekit.registry.refs import Ref, closest, default_name, parse_ref, validate_alias, validate_name
+from condensekit.synthetic import SyntheticSet
+
+KINDS: dict[str, tuple[str, str]] = {"set": ("sets", ".h5"), "experts": ("experts", ".pt")}
+EXPERTS_FORMAT = "condensekit-experts"
+EXPERTS_FORMAT_VERSION = 1
+_PARTIAL = ".partial"
+
+
+@dataclass(frozen=True)
+class SetVersion:
+    """One stored version of a set (``kind="set"``) or of experts (``kind="experts"``)."""
+
+    kind: str
+    name: str
+    version: int
+    path: Path
+    sha256: str
+    created: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:v{self.version}"
+
+
+class Registry:
+    """A registry rooted at ``root`` (default: :func:`condensekit.paths.registry_root`).
+
+    Nothing is created on disk until the first write; reading an absent registry behaves
+    as an empty one."""
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = registry_root(root).absolute()
+        self._index: Index | None = None
+
+    def __enter__(self) -> "Registry":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    def _db(self, create: bool = True) -> Index | None:
+        if self._index is None and (create or (self.root / INDEX_FILE).exists()):
+            self._index = Index(self.root)
+        return self._index
+
+    # --- sets -----------------------------------------------------------------------------
+
+    def save(self, synset: SyntheticSet, name: str | None = None, dtype: str = "float32") -> SetVersion:
+        """Store ``synset`` as the next version of ``name`` (default
+        ``<method>-<dataset>-ipc<k>``). ``dtype="float16"`` halves the file; the set then
+        loads back rounded to float16 precision."""
+        meta = synset.metadata
+        name = validate_name(name) if name else default_name(
+            meta.get("method", "set"), meta.get("dataset"), None if meta.get("ipc") is None else f"ipc{meta['ipc']}")
+        tmp = self._temp_path()
+        try:
+            with _deferred_interrupt():
+                sha, written = h5format.write_set(tmp, synset, dtype)
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _write_error(exc, self.root) from None
+            raise
+        columns = {key: written.get(key) for key in ("method", "dataset", "ipc", "backbone", "resolution")}
+        columns["size"] = len(synset)
+        index_meta = {**written, "pixel_space": synset.pixel_space, "factor": synset.factor,
+                      "stored_dtype": dtype}
+        return self._commit(tmp, "set", name, sha, index_meta, columns)
+
+    def load(self, ref: str | None = None) -> SyntheticSet:
+        """The set ``ref`` points to, verified against its sha256, with ``name``,
+        ``version``, ``ref`` and ``sha256`` added to its metadata."""
+        found = self.resolve(ref)
+        synset, sha = h5format.read_set(found.path, verify=True)
+        if sha != found.sha256:
+            raise RegistryError(f"{found.ref}: file sha256 differs from the index (the file was replaced); "
+                                "run `condensekit registry check`")
+        synset.metadata.update(name=found.name, version=found.version, ref=found.ref, sha256=sha)
+        return synset
+
+    def resolve(self, ref: str | None = None, kind: str = "set") -> SetVersion:
+        """``name``, ``name:vN``, ``name:latest`` or ``name:<alias>``; None: the newest
+        version written of any name."""
+        index = self._db(create=False)
+        what = "set" if kind == "set" else "experts"
+        if index is None:
+            raise RegistryError(f"no {what} in the registry at {self.root} (it is empty); "
+                                "pass --registry or set CONDENSEKIT_REGISTRY")
+        if ref is None:
+            row = index.latest(kind)
+            if row is None:
+                raise RegistryError(f"no {what} in the registry at {self.root}")
+            return self._version(row)
+        parsed = parse_ref(ref)
+        row = self._find(index, kind, parsed)
+        return self._version(row)
+
+    def tag(self, ref: str, alias: str, kind: str = "set") -> SetVersion:
+        """Point ``alias`` of the referenced name at this version (moving it if it exists)."""
+        validate_alias(alias)
+        target = self.resolve(ref, kind)
+        index = self._db()
+        with index.write():
+            row = index.version(kind, target.name, target.version)
+            if row is None:
+                raise RegistryError(f"{target.ref} was removed meanwhile")
+            index.set_alias(kind, target.name, alias, row["id"])
+        return target
+
+    def remove(self, ref: str, kind: str = "set") -> SetVersion:
+        """Delete one version: its index row (with its aliases and evaluations), then its file."""
+        target = self.resolve(ref, kind)
+        index = self._db()
+        with index.write():
+            row = index.version(kind, target.name, target.version)
+            if row is not None:
+                index.delete_version(row["id"])
+        _unlink(target.path)
+        return target
+
+    def list_sets(self) -> list[dict[str, Any]]:
+        """One row per set name: versions, aliases, the latest version's method/dataset/ipc,
+        and the best recorded evaluation (over all versions and architectures)."""
+        index = self._db(create=False)
+        if index is None:
+            return []
+        out = []
+        for name in sorted(index.names("set")):
+            versions = index.versions("set", name)
+            latest = versions[-1]
+            best = index.best_score("set", name)
+            out.append({
+                "name": name, "versions": [v["version"] for v in versions], "latest": latest["version"],
+                "aliases": index.aliases("set", name), "method": latest["method"],
+                "dataset": latest["dataset"], "ipc": latest["ipc"], "created": latest["created"],
+                "best_accuracy": None if best is None else best["mean"],
+                "best": None if best is None else {"ref": f"{name}:v{best['version']}", **best},
+            })
+        return out
+
+    def show(self, ref: str | None = None, kind: str = "set") -> dict[str, Any]:
+        """Everything known about one version: index facts, file metadata, evaluations."""
+        found = self.resolve(ref, kind)
+        index = self._db()
+        row = index.version(kind, found.name, found.version)
+        if row is None:
+            raise RegistryError(f"{found.ref} was removed meanwhile")
+        aliases = [a for a, v in index.aliases(kind, found.name).items() if v == found.version]
+        if index.latest(kind, found.name)["version"] == found.version:
+            aliases.insert(0, "latest")
+        return {
+            "ref": found.ref, "kind": kind, "name": found.name, "version": found.version,
+            "path": str(found.path), "sha256": found.sha256, "created": found.created,
+            "aliases": aliases, "size": row["size"], "metadata": json.loads(row["metadata"]),
+            "evals": index.evals(row["id"]),
+        }
+
+    # --- evaluations ----------------------------------------------------------------------
+
+    def record_eval(self, ref: str, result: dict[str, Any]) -> int:
+        """Attach an evaluation report to a set version; returns the evaluation id.
+
+        ``result`` is ``EvalReport.as_dict()``: ``protocol`` and ``results``, a list of
+        per-architecture dicts with ``arch``, ``mean`` and ``std``. The whole report is
+        stored as JSON; protocol, arch, mean and std also as queryable columns."""
+        target = self.resolve(ref)
+        scores = _arch_scores(result)
+        index = self._db()
+        with index.write():
+            row = index.version("set", target.name, target.version)
+            if row is None:
+                raise RegistryError(f"{target.ref} was removed meanwhile")
+            return index.insert_eval(row["id"], result.get("protocol"), result, scores)
+
+    def evals(self, ref: str | None = None) -> list[dict[str, Any]]:
+        """Evaluations of one set version, oldest first: ``id``, ``protocol``, ``created``,
+        ``scores`` (arch -> mean/std) and the full ``result``."""
+        target = self.resolve(ref)
+        index = self._db()
+        row = index.version("set", target.name, target.version)
+        return [] if row is None else index.evals(row["id"])
+
+    # --- experts --------------------------------------------------------------------------
+
+    def save_experts(self, experts: Experts, name: str | None = None) -> SetVersion:
+        """Store trained experts (default name ``<dataset>-<backbone>``, with ``-<res>`` when
+        the resolution is not the dataset's native one)."""
+        name = validate_name(name) if name else _experts_name(experts)
+        payload = {
+            "format": EXPERTS_FORMAT, "format_version": EXPERTS_FORMAT_VERSION,
+            "dataset": experts.dataset, "backbone": experts.backbone, "resolution": int(experts.resolution),
+            "initial": [_cpu_state(s) for s in experts.initial],
+            "trained": [_cpu_state(s) for s in experts.trained],
+            # JSON text keeps arbitrary metadata loadable with weights_only=True.
+            "metadata_json": h5format.to_json(experts.metadata),
+        }
+        tmp = self._temp_path()
+        try:
+            with _deferred_interrupt(), open(tmp, "xb") as fh:
+                torch.save(payload, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _write_error(exc, self.root) from None
+            raise
+        meta = {"dataset": experts.dataset, "backbone": experts.backbone,
+                "resolution": int(experts.resolution), "num_experts": len(experts),
+                **json.loads(payload["metadata_json"])}
+        columns = {"dataset": experts.dataset, "backbone": experts.backbone,
+                   "resolution": int(experts.resolution), "size": len(experts)}
+        return self._commit(tmp, "experts", name, _file_sha256(tmp), meta, columns)
+
+    def load_experts(self, ref: str) -> Experts:
+        found = self.resolve(ref, kind="experts")
+        if _file_sha256(found.path) != found.sha256:
+            raise RegistryError(f"experts {found.ref} are corrupted (sha256 mismatch); "
+                                "run `condensekit registry check`")
+        try:
+            payload = torch.load(found.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a bad pickle
+            raise RegistryError(f"cannot read experts {found.ref}: {exc}") from None
+        if not isinstance(payload, dict) or payload.get("format") != EXPERTS_FORMAT:
+            raise RegistryError(f"{found.path} is not a condensekit experts file")
+        metadata = json.loads(payload["metadata_json"])
+        metadata.update(name=found.name, version=found.version, ref=found.ref)
+        return Experts(dataset=payload["dataset"], backbone=payload["backbone"],
+                       resolution=int(payload["resolution"]), initial=payload["initial"],
+                       trained=payload["trained"], metadata=metadata)
+
+    def find_experts(self, dataset: str, backbone: str, resolution: int,
+                     min_experts: int = 1) -> SetVersion | None:
+        """The most recent experts for (dataset, backbone, resolution) with at least
+        ``min_experts`` experts, or None."""
+        index = self._db(create=False)
+        if index is None:
+            return None
+        row = index.row(
+            "SELECT * FROM versions WHERE kind = 'experts' AND dataset = ? AND backbone = ? "
+            "AND resolution = ? AND size >= ? ORDER BY id DESC LIMIT 1",
+            (dataset, backbone, int(resolution), int(min_experts)))
+        return None if row is None else self._version(row)
+
+    def list_experts(self) -> list[dict[str, Any]]:
+        index = self._db(create=False)
+        if index is None:
+            return []
+        out = []
+        for name in sorted(index.names("experts")):
+            versions = index.versions("experts", name)
+            latest = versions[-1]
+            out.append({
+                "name": name, "versions": [v["version"] for v in versions], "latest": latest["version"],
+                "aliases": index.aliases("experts", name), "dataset": latest["dataset"],
+                "backbone": latest["backbone"], "resolution": latest["resolution"],
+                "experts": latest["size"], "created": latest["created"],
+            })
+        return out
+
+    # --- integrity ------------------------------------------------------------------------
+
+    def check(self, fix: bool = False) -> list[str]:
+        """Problems found: leftover temp files, files the index does not know, index rows
+        whose file is missing, and files whose sha256 differs from the index. ``fix=True``
+        removes the first three kinds; corrupted files are only reported (they may be the
+        only copy: restore them or ``condensekit rm`` them)."""
+        problems: list[str] = []
+        done = " (removed)" if fix else ""
+        for tmp in sorted((self.root / "tmp").glob(f"*{_PARTIAL}")):
+            if not _writer_alive(tmp):
+                problems.append(f"leftover temp file {self._rel(tmp)} from an interrupted write{done}")
+                if fix:
+                    _unlink(tmp)
+        index = self._db(create=False)
+        if index is None:
+            return problems
+        # Under the write lock no writer is between its rename and its commit.
+        with index.write():
+            indexed = index.all_paths()
+            for kind, (folder, suffix) in KINDS.items():
+                for path in sorted((self.root / folder).glob(f"*/v*{suffix}")):
+                    if self._rel(path) not in indexed:
+                        problems.append(f"orphan file {self._rel(path)} (not in the index){done}")
+                        if fix:
+                            _unlink(path)
+            for rel, row in indexed.items():
+                if not (self.root / rel).exists():
+                    problems.append(f"{row['name']}:v{row['version']} ({row['kind']}): file {rel} "
+                                    f"is missing{' (index row deleted)' if fix else ''}")
+                    if fix:
+                        index.delete_version(row["id"])
+        for rel, row in indexed.items():
+            path = self.root / rel
+            if not path.exists():
+                continue
+            try:
+                actual = h5format.file_content_sha256(path) if row["kind"] == "set" else _file_sha256(path)
+            except RegistryError as exc:
+                actual = f"unreadable: {exc}"
+            if actual != row["sha256"]:
+                problems.append(f"{row['name']}:v{row['version']} ({row['kind']}): {rel} is corrupted "
+                                "(sha256 mismatch); restore it or remove it with `condensekit rm`")
+        return problems
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _temp_path(self) -> Path:
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        return tmp_dir / f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}{_PARTIAL}"
+
+    def _commit(self, tmp: Path, kind: str, name: str, sha: str, metadata: dict[str, Any],
+                columns: dict[str, Any]) -> SetVersion:
+        folder, suffix = KINDS[kind]
+        final, renamed = tmp, False
+        index = self._db()
+        try:
+            os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            with index.write():
+                version = index.next_version(kind, name)
+                # A file without a row is an orphan of a crash: skip its number, keep the file.
+                while (self.root / folder / name / f"v{version}{suffix}").exists():
+                    version += 1
+                final = self.root / folder / name / f"v{version}{suffix}"
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+                renamed = True
+                h5format.fsync_path(final.parent)
+                index.insert_version(kind, name, version, self._rel(final), sha, metadata, **columns)
+        except BaseException as exc:
+            # No half entry: drop the file unless the commit went through before the error.
+            if not renamed:
+                _unlink(tmp)
+            elif index.version(kind, name, version) is None:
+                _unlink(final)
+            if isinstance(exc, OSError):
+                raise _write_error(exc, self.root) from None
+            raise
+        return self.resolve(f"{name}:v{version}", kind)
+
+    def _find(self, index: Index, kind: str, ref: Ref) -> dict[str, Any]:
+        what = "set" if kind == "set" else "experts"
+        if ref.version is not None:
+            row = index.version(kind, ref.name, ref.version)
+        elif ref.is_latest:
+            row = index.latest(kind, ref.name)
+        else:
+            row = index.aliased(kind, ref.name, ref.alias or "")
+        if row is not None:
+            return row
+        versions = index.versions(kind, ref.name)
+        if not versions:
+            raise RegistryError(f"unknown {what} {ref.name!r}; {closest(ref.name, index.names(kind))}")
+        if ref.version is not None:
+            have = ", ".join(f"v{v['version']}" for v in versions)
+            raise RegistryError(f"{what} {ref.name!r} has no version v{ref.version} (versions: {have})")
+        aliases = ", ".join(["latest", *index.aliases(kind, ref.name)])
+        raise RegistryError(f"{what} {ref.name!r} has no alias {ref.alias!r} (aliases: {aliases})")
+
+    def _version(self, row: dict[str, Any]) -> SetVersion:
+        return SetVersion(kind=row["kind"], name=row["name"], version=int(row["version"]),
+                          path=self.root / row["path"], sha256=row["sha256"], created=row["created"])
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+def _arch_scores(result: dict[str, Any]) -> dict[str, tuple[float, float | None]]:
+    """Per-architecture (mean, std) of an evaluation report (``EvalReport.as_dict()``)."""
+    rows = result.get("results")
+    if not isinstance(rows, list) or not rows or \
+            not all(isinstance(r, dict) and "arch" in r and "mean" in r for r in rows):
+        raise RegistryError("invalid evaluation result: expected 'results', a list of "
+                            "{'arch', 'mean', 'std'} as EvalReport.as_dict() gives")
+    return {str(r["arch"]): (float(r["mean"]), None if r.get("std") is None else float(r["std"]))
+            for r in rows}
+
+
+def _experts_name(experts: Experts) -> str:
+    from condensekit.data import dataset_info
+
+    try:
+        native = dataset_info(experts.dataset).resolution
+    except DatasetError:
+        native = None
+    suffix = None if native == experts.resolution else str(experts.resolution)
+    return default_name(experts.dataset, experts.backbone, suffix)
+
+
+def _cpu_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the temp file's writer (``<host>.<pid>.<uuid>.partial``) still runs here."""
+    parts = tmp.name[: -len(_PARTIAL)].rsplit(".", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives during the block and deliver it right after.
+
+    h5py runs Python code in weakref callbacks, where a KeyboardInterrupt is printed and
+    discarded, so an interrupt mid-write would otherwise be lost and the save completed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)  # the previous handler decides (usually: raise)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _write_error(exc: OSError, root: Path) -> RegistryError:
+    reason = "no space left on the device" if exc.errno == errno.ENOSPC else (str(exc).splitlines() or [type(exc).__name__])[0]
+    return RegistryError(f"cannot write to the registry at {root}: {reason}; nothing was saved")
