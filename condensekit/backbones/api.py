@@ -43,6 +43,22 @@ def create_backbone(
         return _build(name, channels, num_classes, resolution, **kwargs)
 
 
+def check_backbone_name(name: str) -> None:
+    """Fail fast (BackboneError) on a name no entry point or timm model answers to."""
+    if name.startswith(TIMM_PREFIX):
+        import timm
+
+        model = name[len(TIMM_PREFIX):]
+        if not timm.is_model(model):
+            close = timm.list_models(f"*{model}*")[:5]
+            hint = f" (similar: {', '.join(close)})" if close else ""
+            raise BackboneError(f"unknown timm model {model!r}{hint}; see condensekit list backbones --timm PATTERN")
+        return
+    known = plugins.names("backbone")
+    if name not in known:
+        raise BackboneError(f"unknown backbone {name!r}: {plugins._closest(name, known)}; any timm model works as timm:NAME")
+
+
 def _build(name: str, channels: int, num_classes: int, resolution: int, **kwargs: Any) -> nn.Module:
     if name.startswith(TIMM_PREFIX):
         from condensekit.backbones.timm_adapter import TimmBackbone

@@ -110,6 +110,11 @@ def convnet_bn(channels: int, num_classes: int, resolution: int, **kwargs) -> Co
     return ConvNet(channels, num_classes, resolution, depth=3, norm="batch", **kwargs)
 
 
+def convnetd4_bn(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+    """ConvNet-4 with batch norm (the released DataDAM code's backbone at 64 px; ablations)."""
+    return ConvNet(channels, num_classes, resolution, depth=4, norm="batch", **kwargs)
+
+
 def convnetd5_bn(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
     """ConvNet-5 with batch norm (ablations at 128 px)."""
     return ConvNet(channels, num_classes, resolution, depth=5, norm="batch", **kwargs)

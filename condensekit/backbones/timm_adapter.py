@@ -19,10 +19,9 @@ class TimmBackbone(nn.Module):
         super().__init__()
         import timm
 
-        if not timm.is_model(model_name):
-            close = timm.list_models(f"*{model_name}*")[:5]
-            hint = f" (similar: {', '.join(close)})" if close else ""
-            raise BackboneError(f"unknown timm model {model_name!r}{hint}; see condensekit list backbones --timm PATTERN")
+        from condensekit.backbones.api import TIMM_PREFIX, check_backbone_name
+
+        check_backbone_name(TIMM_PREFIX + model_name)
         kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=channels)
         try:
             # Transformers need the input size; convolutional models reject the argument.
