@@ -102,6 +102,8 @@ class Method:
     #: True when the objective decomposes over classes, so classes can be distilled on
     #: several processes (each gets ``ctx.classes``) and gathered.
     partitionable: ClassVar[bool] = False
+    #: Config overrides for a few-iteration CPU smoke run (the conformance kit uses them).
+    smoke_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.make_config()
@@ -125,6 +127,15 @@ class Method:
     def resolve_config(self, dataset: DatasetInfo, ipc: int) -> Any:
         """Fill "auto" (None) fields from the dataset and IPC; the result is what is recorded."""
         return self.config
+
+    def default_iterations(self, dataset: DatasetInfo, ipc: int) -> int | None:
+        """Iterations when the user gives no ``--iterations`` (None: core's default)."""
+        return None
+
+    def preferred_backbone(self, dataset: DatasetInfo) -> str | None:
+        """A backbone this configuration calls for (None: ``--backbone`` or the dataset's
+        default). ``--backbone`` always wins."""
+        return None
 
     def experts_request(self) -> ExpertsRequest | None:
         """Return a request when the method needs trained experts in ``ctx.experts``."""

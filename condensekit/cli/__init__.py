@@ -1,0 +1,1 @@
+"""The command-line layer: parsing and rendering only; every decision lives in the library."""

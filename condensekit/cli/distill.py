@@ -1,0 +1,201 @@
+"""``condensekit distill METHOD ...``: one sub-command per installed method.
+
+The group lists methods from entry-point metadata and imports a method only when its
+command runs (or its ``--help`` is asked for); the method's config dataclass fields become
+options with their defaults and help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import types
+import typing
+from typing import Any
+
+import click
+
+from condensekit import plugins
+from condensekit.errors import PluginError
+
+#: Options every method gets; a config field with one of these names is a plugin error.
+COMMON_OPTIONS: list[click.Option] = [
+    click.Option(["--data", "data"], required=True, help="dataset name (see condensekit list datasets)"),
+    click.Option(["--ipc"], type=int, required=True, help="synthetic images per class"),
+    click.Option(["--backbone"], default=None, help="backbone name, or timm:NAME (default: the method's or dataset's)"),
+    click.Option(["--iterations"], type=int, default=None, help="distillation iterations (default: the method's)"),
+    click.Option(["--seed"], type=int, default=0, show_default=True, help="random seed"),
+    click.Option(["--device"], default="auto", show_default=True, help="auto, cpu, cuda or cuda:N"),
+    click.Option(["--name"], default=None, help="registry name (default: <method>-<dataset>-ipc<k>)"),
+    click.Option(["--res", "resolution"], type=int, default=None, help="image resolution (default: the dataset's)"),
+    click.Option(["--data-root"], default=None, envvar="CONDENSEKIT_DATA", help="dataset root folder"),
+    click.Option(["--registry"], default=None, envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
+    click.Option(["--resume"], is_flag=True, default=False, help="continue an interrupted run of the same command"),
+    click.Option(["--checkpoint-every"], type=int, default=None, help="checkpoint every N iterations (default 100; 0: never)"),
+    click.Option(["--experts"], default=None, help="experts reference for methods that use experts"),
+    click.Option(["--dtype"], type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+                 help="storage dtype of the images"),
+    click.Option(["--nproc"], type=int, default=1, show_default=True,
+                 help="distill classes on N local processes (torchrun --standalone)"),
+    click.Option(["--json", "as_json"], is_flag=True, default=False, help="print the result as JSON on stdout"),
+]
+_COMMON_NAMES = {opt.name for opt in COMMON_OPTIONS} | {"preset"}
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _click_type(tp: Any) -> Any:
+    tp = _unwrap_optional(tp)
+    if typing.get_origin(tp) is typing.Literal:
+        return click.Choice([str(v) for v in typing.get_args(tp)])
+    return {int: int, float: float, str: str}.get(tp, str)
+
+
+def config_options(method_cls: type) -> list[click.Option]:
+    """One option per config field: ``--field-name``, default None so presets still apply."""
+    hints = typing.get_type_hints(method_cls.Config)
+    defaults = method_cls.make_config()
+    options = []
+    for f in dataclasses.fields(method_cls.Config):
+        if f.name in _COMMON_NAMES:
+            raise PluginError(
+                f"method {method_cls.name!r} config field {f.name!r} collides with a core option; rename it"
+            )
+        flag = "--" + f.name.replace("_", "-")
+        current = getattr(defaults, f.name)
+        help_text = f.metadata.get("help", "")
+        shown = "auto" if current is None else current
+        help_text = f"{help_text} [default: {shown}]".strip()
+        tp = _unwrap_optional(hints[f.name])
+        if tp is bool:
+            options.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=None, help=help_text))
+        else:
+            options.append(click.Option([flag, f.name], type=_click_type(tp), default=None, help=help_text))
+    return options
+
+
+class DistillGroup(click.Group):
+    """Lazily built sub-commands, one per entry point of ``condensekit.methods``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return plugins.names("method")
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in plugins.names("method"):
+            return None
+        cls, info = plugins.load_method(name)
+        params: list[click.Parameter] = [*COMMON_OPTIONS]
+        if cls.presets:
+            params.append(
+                click.Option(["--preset"], type=click.Choice(list(cls.presets)), default=None,
+                             help=f"named configuration [default: {cls.default_preset or 'none'}]")
+            )
+        params.extend(config_options(cls))
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        return click.Command(
+            name,
+            params=params,
+            callback=lambda **kwargs: run_distill(cls, kwargs),
+            help=f"{doc} ({info.distribution} {info.distribution_version})",
+            short_help=doc,
+        )
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in plugins.names("method"):
+            raise PluginError(f"unknown method {name!r}: {plugins._closest(name, plugins.names('method'))}")
+        return super().resolve_command(ctx, args)
+
+
+def run_distill(method_cls: type, kwargs: dict[str, Any]) -> None:
+    from condensekit.cli import console, state
+
+    common = {opt.name: kwargs.pop(opt.name) for opt in COMMON_OPTIONS}
+    preset = kwargs.pop("preset", None)
+    overrides = {k: v for k, v in kwargs.items() if v is not None}
+    if common["nproc"] > 1:
+        _relaunch(common["nproc"])
+        return
+    if common["nproc"] < 1:
+        from condensekit.errors import UsageError
+
+        raise UsageError(f"--nproc must be >= 1, got {common['nproc']}")
+    _distill_here(method_cls, common, preset, overrides, console, state)
+
+
+def _relaunch(nproc: int) -> None:
+    from condensekit import distributed
+    from condensekit.cli import console, state
+
+    args = list(state.argv)
+    for i, arg in enumerate(args):
+        if arg == "--nproc":
+            del args[i:i + 2]
+            break
+        if arg.startswith("--nproc="):
+            del args[i]
+            break
+    command = distributed.torchrun_command(nproc, args)
+    console.notify(f"running on {nproc} processes: {' '.join(command[2:])}")
+    code = subprocess.call(command)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _distill_here(method_cls: type, common: dict[str, Any], preset: str | None, overrides: dict[str, Any], console: Any, state: Any) -> None:
+    from condensekit import distributed
+    from condensekit.distill import distill, plan
+    from condensekit.registry import Registry
+
+    p = plan(method_cls.name, common["data"], common["ipc"], iterations=common["iterations"],
+             backbone=common["backbone"], seed=common["seed"], preset=preset, config=overrides,
+             resolution=common["resolution"])
+    group = distributed.current()
+    rank0 = group is None or group.rank == 0
+    registry = Registry(common["registry"])
+    if rank0:
+        console.notify(
+            f"distilling {p.plugin.name} on {p.dataset.name} ({p.dataset.resolution}px), ipc {p.ipc}, "
+            f"{p.iterations} iterations, backbone {p.backbone}"
+        )
+    try:
+        with console.progress_reporter(enabled=rank0) as reporter:
+            reporter.task("distill", f"{p.plugin.name}", p.iterations)
+            result = distill(
+                method_cls.name, common["data"], common["ipc"], iterations=common["iterations"],
+                backbone=common["backbone"], seed=common["seed"], device=common["device"], preset=preset,
+                config=overrides, registry=registry, name=common["name"], resume=common["resume"],
+                checkpoint_every=common["checkpoint_every"], data_root=common["data_root"],
+                resolution=common["resolution"], experts=common["experts"], dtype=common["dtype"],
+                progress=lambda iteration, **metrics: reporter.update("distill", iteration, **metrics),
+                notify=console.notify if rank0 else (lambda message: None),
+            )
+    finally:
+        distributed.shutdown()
+    if result.version is None:
+        return
+    meta = result.synset.metadata
+    summary = {
+        "ref": result.version.ref,
+        "path": str(result.version.path),
+        "method": meta["method"],
+        "dataset": meta["dataset"],
+        "ipc": meta["ipc"],
+        "images": len(result.synset),
+        "iterations": meta["iterations"],
+        "wall_time_s": meta["wall_time_s"],
+    }
+    if common["as_json"]:
+        console.print_json(summary)
+    else:
+        console.stdout.print(
+            f"saved [bold]{summary['ref']}[/bold] ({summary['images']} images, "
+            f"{summary['iterations']} iterations, {summary['wall_time_s']:.1f} s)"
+        )

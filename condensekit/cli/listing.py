@@ -1,0 +1,116 @@
+"""``condensekit list``: installed plugins, datasets, backbones, sets and experts."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from condensekit import plugins
+from condensekit.cli import console
+
+
+class Kind(str, Enum):
+    methods = "methods"
+    datasets = "datasets"
+    backbones = "backbones"
+    sets = "sets"
+    experts = "experts"
+
+
+def _plugin_rows(kind: str, check: bool) -> list[dict]:
+    rows = []
+    for info in plugins.discover(kind):
+        row = info.as_dict()
+        if check and not info.broken:
+            row["status"] = plugins.check_import(kind, info.name)
+        rows.append(row)
+    return rows
+
+
+def _plugin_table(title: str, rows: list[dict]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("name", "kind", "distribution", "version", "description", "status"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        status = row["status"] if row["status"] == "ok" else f"[red]{row['status']}[/red]"
+        table.add_row(row["name"], row["kind"], row["distribution"], row["version"], row["description"], status)
+    return table
+
+
+def _dataset_rows(data_root: Optional[str]) -> list[dict]:
+    from condensekit.data import describe_datasets
+
+    return describe_datasets(data_root)
+
+
+def _dict_table(title: str, rows: list[dict], columns: list[str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*[_cell(row.get(c)) for c in columns])
+    return table
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def list_command(
+    kind: Optional[Kind] = typer.Argument(None, help="what to list (default: methods, datasets and backbones)"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
+    check: bool = typer.Option(False, "--check", help="import each plugin to verify it loads"),
+    timm: Optional[str] = typer.Option(None, "--timm", help="with backbones: also list timm models matching PATTERN"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
+    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
+) -> None:
+    """List installed methods, datasets, backbones, or the sets and experts in the registry."""
+    kinds = [kind] if kind else [Kind.methods, Kind.datasets, Kind.backbones]
+    output: dict[str, list[dict]] = {}
+    for k in kinds:
+        if k in (Kind.methods, Kind.backbones):
+            output[k.value] = _plugin_rows(k.value[:-1], check)
+        elif k is Kind.datasets:
+            output[k.value] = _dataset_rows(data_root)
+        else:
+            from condensekit.registry import Registry
+
+            reg = Registry(registry)
+            output[k.value] = reg.list_sets() if k is Kind.sets else reg.list_experts()
+    if timm is not None:
+        import timm as timm_lib
+
+        output["timm"] = [{"name": f"timm:{n}"} for n in timm_lib.list_models(timm)]
+    if as_json:
+        console.print_json(output if kind is None or timm is not None else output[kind.value])
+        return
+    for key, rows in output.items():
+        if key in ("methods", "backbones"):
+            console.stdout.print(_plugin_table(key, rows))
+            if key == "backbones":
+                console.stdout.print("any timm model also works as [bold]timm:NAME[/bold] "
+                                     "(list them with --timm PATTERN, e.g. --timm 'resnet*')")
+        elif key == "datasets":
+            columns = ["name", "resolution", "classes", "channels", "present", "where", "distribution"]
+            console.stdout.print(_dict_table("datasets", rows, columns))
+        elif key == "sets":
+            rows = [{**r, "aliases": ", ".join(f"{a}->v{v}" for a, v in (r.get("aliases") or {}).items())}
+                    for r in rows]
+            columns = ["name", "versions", "aliases", "method", "dataset", "ipc", "best_accuracy"]
+            console.stdout.print(_dict_table("sets", rows, [c for c in columns if not rows or c in rows[0]] or columns))
+        elif key == "experts":
+            columns = list(rows[0]) if rows else ["name", "versions", "dataset", "backbone"]
+            console.stdout.print(_dict_table("experts", rows, columns))
+        else:
+            console.stdout.print(_dict_table(key, rows, ["name"]))

@@ -1,0 +1,77 @@
+"""Test helpers and the method conformance kit, for condensekit and for plugin authors.
+
+``make_context`` builds a real :class:`~condensekit.methods.base.DistillContext` on a tiny
+real dataset (the embedded ``cifar10-mini`` by default) for unit tests of a method's
+internals. :class:`MethodConformance` is a pytest test class that checks the plugin
+contract end to end; subclass it and set ``method``::
+
+    from condensekit.testing import MethodConformance
+
+    class TestMyMethod(MethodConformance):
+        method = "my-method"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from condensekit.checkpoints import FileCheckpointer, NoCheckpoints
+from condensekit.methods.base import DistillContext, ProgressCallback
+
+__all__ = ["make_context", "MethodConformance"]
+
+
+def make_context(
+    dataset: str = "cifar10-mini",
+    ipc: int = 2,
+    iterations: int = 5,
+    backbone: str | None = None,
+    seed: int = 0,
+    classes: Sequence[int] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    data_root: str | Path | None = None,
+    experts: Any = None,
+    resolution: int | None = None,
+    device: str = "cpu",
+) -> DistillContext:
+    """A real context on CPU: real data, the dataset's backbone, optional checkpoints."""
+    from condensekit.data import dataset_info, load_dataset
+    from condensekit.distill import _make_backbone_factory
+
+    info = dataset_info(dataset, resolution)
+    dev = torch.device(device)
+    real = load_dataset(dataset, "train", info.resolution, data_root=data_root, device=dev)
+    name = backbone or info.default_backbone
+    checkpointer: Any = NoCheckpoints()
+    if checkpoint_dir is not None:
+        checkpointer = FileCheckpointer(Path(checkpoint_dir) / "checkpoint.pt", checkpoint_every, resume)
+    return DistillContext(
+        data=real,
+        dataset=info,
+        ipc=ipc,
+        iterations=iterations,
+        backbone_name=name,
+        make_backbone=_make_backbone_factory(name, info, dev),
+        device=dev,
+        seed=seed,
+        classes=list(range(info.num_classes)) if classes is None else list(classes),
+        progress=progress or (lambda iteration, **metrics: None),
+        checkpoint=checkpointer,
+        experts=experts,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # The conformance class imports pytest; load it only when asked for.
+    if name == "MethodConformance":
+        from condensekit.testing.conformance import MethodConformance
+
+        return MethodConformance
+    raise AttributeError(name)

@@ -1,0 +1,98 @@
+"""The command line: version, listing, usage errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from condensekit import __version__
+from condensekit.cli.app import run
+from condensekit.errors import ExitStatus
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The real console entry point in a subprocess (real stdout/stderr, real exit code)."""
+    return subprocess.run(
+        [sys.executable, "-m", "condensekit", *args],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+    )
+
+
+def test_version_prints_package_version() -> None:
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"condensekit {__version__}"
+
+
+def test_list_methods_json_names_distributions() -> None:
+    result = cli("list", "methods", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["dm"]["distribution"] == "condensekit"
+    assert rows["random"]["distribution"] == "condensekit"
+    assert rows["herding"]["distribution"] == "condensekit-herding"
+    assert all(row["status"] == "ok" for row in rows.values())
+
+
+def test_unknown_method_is_one_line_plugin_error(capsys: pytest.CaptureFixture) -> None:
+    code = run(["distill", "nosuchmethod", "--data", "cifar10-mini", "--ipc", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == ExitStatus.PLUGIN
+    assert len(err.splitlines()) == 1 and "unknown method 'nosuchmethod'" in err
+
+
+def test_zero_ipc_is_usage_error(capsys: pytest.CaptureFixture) -> None:
+    code = run(["distill", "random", "--data", "cifar10-mini", "--ipc", "0"])
+    err = capsys.readouterr().err.strip()
+    assert code == ExitStatus.USAGE
+    assert len(err.splitlines()) == 1 and "--ipc must be a positive" in err
+
+
+def test_unknown_option_is_usage_error(capsys: pytest.CaptureFixture) -> None:
+    code = run(["distill", "random", "--data", "cifar10-mini", "--ipc", "1", "--bogus", "3"])
+    err = capsys.readouterr().err.strip()
+    assert code == ExitStatus.USAGE
+    assert len(err.splitlines()) == 1 and "--bogus" in err
+
+
+def test_unknown_dataset_is_dataset_error(capsys: pytest.CaptureFixture) -> None:
+    code = run(["distill", "random", "--data", "cifar11", "--ipc", "1"])
+    err = capsys.readouterr().err.strip()
+    assert code == ExitStatus.DATASET
+    assert len(err.splitlines()) == 1 and "cifar11" in err
+
+
+def test_unknown_backbone_is_dataset_error(capsys: pytest.CaptureFixture, registry_root: Path) -> None:
+    code = run(["distill", "random", "--data", "cifar10-mini", "--ipc", "1", "--backbone", "convnetx"])
+    err = capsys.readouterr().err.strip()
+    assert code == ExitStatus.DATASET
+    assert len(err.splitlines()) == 1 and "convnetx" in err
+    assert not (registry_root / "sets").exists() or not any((registry_root / "sets").iterdir())
+
+
+def test_errors_have_no_traceback_in_a_real_process() -> None:
+    result = cli("distill", "random", "--data", "cifar10-mini", "--ipc", "-3")
+    assert result.returncode == ExitStatus.USAGE
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error:")
+    assert result.stdout == ""
+
+
+def test_method_config_fields_become_options() -> None:
+    result = cli("distill", "dm", "--help")
+    assert result.returncode == 0
+    assert "--lr-img" in result.stdout and "--batch-real" in result.stdout
+    assert "SGD learning rate of the synthetic images" in result.stdout
+
+
+def test_doctor_json_reports_device_and_plugins() -> None:
+    result = cli("doctor", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["device"]["auto"] in ("cpu", "cuda")
+    assert {row["name"] for row in report["plugins"]["method"]} >= {"dm", "random", "herding"}
