@@ -73,7 +73,8 @@ class SyntheticSet:
 
     ``images`` are (N, C, H, W) float tensors in ``pixel_space``: ``"normalized"`` (the
     dataset's mean/std applied, as DC/DM/DataDAM optimize) or ``"unit"`` ([0, 1] pixels, as
-    DANCE optimizes). ``labels`` are int64 class indices; ``soft_labels`` optional (N, K).
+    DANCE optimizes). ``labels`` are int64 class indices; ``soft_labels`` optional (N, K)
+    class probabilities (non-negative rows summing to 1), used by evaluation as targets.
     ``factor`` > 1 means each stored image holds ``factor**2`` images (multi-formation).
     ``metadata`` holds provenance (method, dataset, mean/std, class names, config, ...).
     """

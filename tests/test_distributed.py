@@ -39,7 +39,7 @@ def test_two_processes_match_one(method: str, config: dict, extra: list[str], tm
     result = _two_process_run(method, registry.root, extra)
     assert result.returncode == 0, result.stderr[-2000:]
     sets = registry.list_sets()
-    assert [(row["name"], row["versions"]) for row in sets] == [(f"{method}-parallel", 1)]
+    assert [(row["name"], row["versions"]) for row in sets] == [(f"{method}-parallel", [1])]
     parallel = registry.load(f"{method}-parallel")
     assert torch.equal(parallel.labels, single.synset.labels)
     # Each class's images match the single-process run up to float summation order.

@@ -95,6 +95,8 @@ def run(argv: list[str] | None = None) -> int:
         result = cli.main(args=args, prog_name="condensekit", standalone_mode=False)
         return int(result) if isinstance(result, int) else ExitStatus.SUCCESS
     except click.exceptions.Exit as exc:
+        if exc.exit_code == ExitStatus.INTERRUPTED:  # Typer turns Ctrl-C into a silent Exit(130)
+            console.error_line("interrupted; nothing partial was recorded (rerun with --resume to continue a distillation)")
         return exc.exit_code
     except (click.exceptions.Abort, typer.Abort):
         console.error_line("aborted")

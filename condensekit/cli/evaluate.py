@@ -1,0 +1,131 @@
+"""``condensekit eval`` and ``condensekit compare``: evaluate stored sets, compare results."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from condensekit.cli import console
+from condensekit.evaluation.protocols import PROTOCOLS
+
+#: The registered protocol names as a choice (built from the registry, not listed here).
+ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
+
+
+def eval_command(
+    ref: Optional[str] = typer.Argument(None, help="set reference NAME[:vN|:ALIAS] (default: the latest set)"),
+    arch: str = typer.Option("default", "--arch", help="comma-separated backbones, e.g. convnet,timm:resnet18 "
+                             "('default': the dataset's default backbone)"),
+    runs: int = typer.Option(5, "--runs", help="networks trained per architecture"),
+    protocol: ProtocolName = typer.Option("dc", "--protocol", help="training recipe (dc: DC/DSA/DM; idc: IDC/DANCE)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs (default: the protocol's)"),
+    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default: the protocol's)"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="batch size (default: the protocol's)"),
+    dsa: Optional[bool] = typer.Option(None, "--dsa/--no-dsa", help="DSA augmentation (default: the protocol's)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
+    seed: int = typer.Option(0, "--seed", help="evaluation seed (each run's seed derives from it)"),
+    autocast: bool = typer.Option(False, "--autocast/--no-autocast",
+                                  help="mixed precision (bf16 on CPU, fp16 on CUDA)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
+    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY",
+                                           help="registry root folder"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
+) -> None:
+    """Train fresh networks on a stored set and test them on the real test split.
+
+    The report is recorded in the registry only once every run has finished.
+    """
+    from condensekit.evaluation import evaluate
+    from condensekit.registry import Registry
+
+    with Registry(registry) as reg:
+        version = reg.resolve(ref)
+        synset = reg.load(version.ref)
+    with console.progress_reporter() as reporter:
+        started: set[str] = set()
+
+        def on_progress(event: Any) -> None:
+            if event.arch not in started:
+                started.add(event.arch)
+                reporter.task(event.arch, f"{version.ref} {event.arch}", event.runs * event.epochs)
+            if event.phase == "train":
+                reporter.update(event.arch, event.run * event.epochs + event.epoch, run=event.run + 1)
+
+        report = evaluate(
+            synset, archs=arch, runs=runs, protocol=protocol.value, epochs=epochs, lr=lr, batch=batch, dsa=dsa,
+            device=device, seed=seed, data_root=data_root, progress=on_progress, use_autocast=autocast,
+        )
+    result = report.as_dict()
+    with Registry(registry) as reg:  # only now: an interrupted evaluation records nothing
+        eval_id = reg.record_eval(version.ref, result)
+    if as_json:
+        console.print_json({"ref": version.ref, "eval_id": eval_id, **result})
+        return
+    p = report.params
+    title = (f"{version.ref}: protocol {report.protocol} ({p['epochs']} epochs, batch {p['batch']}, "
+             f"lr {p['lr']:g}, dsa {'on' if p['dsa'] else 'off'}) on {p['dataset']} test ({p['test_images']} images)")
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("arch", "left"), ("runs", "right"), ("accuracy (%)", "right"), ("wall time", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for r in report.results:
+        table.add_row(r.arch, str(len(r.accuracies)), f"{r.mean:.2f} ± {r.std:.2f}", f"{r.wall_time_s:.1f} s")
+    console.stdout.print(table)
+
+
+def compare_command(
+    refs: list[str] = typer.Argument(..., help="set references to compare"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
+    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY",
+                                           help="registry root folder"),
+) -> None:
+    """Side-by-side accuracies of sets, from their stored evaluations (the latest per protocol)."""
+    from condensekit.registry import Registry
+
+    with Registry(registry) as reg:
+        rows = [_compare_row(reg.show(ref)) for ref in refs]
+    if as_json:
+        console.print_json(rows)
+        return
+    columns: list[tuple[str, str]] = []  # (protocol, arch), in order of appearance
+    for row in rows:
+        for protocol, archs in row["scores"].items():
+            columns += [(protocol, a) for a in archs if (protocol, a) not in columns]
+    title = "accuracy (%), mean ± std of the latest evaluation per protocol (*: with overridden parameters)"
+    table = Table(title=title, title_justify="left")
+    for name in ("ref", "method", "dataset", "ipc"):
+        table.add_column(name)
+    for protocol, a in columns:
+        table.add_column(f"{a} ({protocol})", justify="right")
+    for row in rows:
+        cells = []
+        for protocol, a in columns:
+            score = row["scores"].get(protocol, {}).get(a)
+            cells.append("-" if score is None else _mean_std(score["mean"], score["std"]))
+        table.add_row(row["ref"], str(row["method"] or "-"), str(row["dataset"] or "-"), str(row["ipc"] or "-"), *cells)
+    console.stdout.print(table)
+
+
+def _compare_row(shown: dict[str, Any]) -> dict[str, Any]:
+    """One set's facts and, per protocol and arch, the latest recorded score. A protocol run
+    with overridden parameters (``--epochs`` ...) is keyed ``NAME*``, apart from the preset."""
+    meta = shown.get("metadata", {})
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+    for ev in shown.get("evals", []):  # oldest first, so later evaluations overwrite
+        custom = bool(ev.get("result", {}).get("params", {}).get("overrides"))
+        per_protocol = scores.setdefault(f"{ev.get('protocol')}{'*' if custom else ''}", {})
+        for a, score in ev.get("scores", {}).items():
+            per_protocol[a] = {**score, "eval_id": ev.get("id"), "created": ev.get("created")}
+    return {"ref": shown["ref"], "method": meta.get("method"), "dataset": meta.get("dataset"),
+            "ipc": meta.get("ipc"), "scores": scores}
+
+
+def _mean_std(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)

@@ -1,0 +1,186 @@
+"""``evaluate``: train fresh networks on a synthetic set, test them on the real test split.
+
+The protocol of the dataset-condensation literature (DC/DSA/DM ``evaluate_synset``, or IDC/
+DANCE's recipe): per architecture and run, a freshly initialized, seeded network is trained on
+the synthetic set only, and its top-1 accuracy after the final epoch on the full real test
+split is reported (never a checkpoint chosen by test accuracy). Mean and std over runs use
+the population std (``np.std``, ddof 0) as the DC code does (see :mod:`.report`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from condensekit import runtime
+from condensekit.evaluation.protocols import Protocol, get_protocol
+from condensekit.evaluation.report import ArchResult, EvalReport
+from condensekit.evaluation.train import make_augment, top1_accuracy, train_runs
+from condensekit.errors import UsageError
+from condensekit.synthetic import SyntheticSet
+
+#: The architecture name meaning "the dataset's default backbone at the set's resolution".
+DEFAULT_ARCH = "default"
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    """One progress event: ``phase`` "train" after each epoch, "test" before testing an arch."""
+
+    phase: str
+    arch: str
+    run: int  # 0-based run of ``arch``
+    runs: int
+    epoch: int  # epochs completed in this run
+    epochs: int
+    done: int  # epochs completed over all archs and runs
+    total: int
+
+
+def run_seed(seed: int, arch: str, run: int) -> int:
+    """A 63-bit seed for (evaluation seed, architecture, run), stable across processes."""
+    key = f"eval/{seed}/{arch}/{run}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+def evaluate(
+    synset: SyntheticSet,
+    *,
+    archs: Sequence[str] | str = (DEFAULT_ARCH,),
+    runs: int = 5,
+    protocol: str | Protocol = "dc",
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch: int | None = None,
+    dsa: bool | None = None,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    data_root: str | None = None,
+    progress: Callable[[EvalProgress], None] | None = None,
+    use_autocast: bool = False,
+) -> EvalReport:
+    """Train ``runs`` fresh networks per architecture on ``synset`` and test them.
+
+    ``protocol`` names a registered :class:`Protocol` (``dc`` or ``idc``); ``epochs``, ``lr``,
+    ``batch`` and ``dsa`` override its values, and the effective values are recorded in the
+    report. ``archs`` are backbone names (``timm:NAME`` included); ``"default"`` is the
+    dataset's default backbone at the set's resolution. The test split is loaded first, so a
+    missing one fails before any training (``DatasetError``). ``KeyboardInterrupt``
+    propagates: nothing is returned or recorded for an interrupted evaluation.
+    """
+    from condensekit.backbones import create_backbone
+    from condensekit.data import dataset_info, load_dataset
+
+    if runs < 1:
+        raise UsageError(f"--runs must be >= 1, got {runs}")
+    base = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
+    proto = base.with_overrides(epochs=epochs, lr=lr, batch=batch, dsa=dsa)
+    dev = device if isinstance(device, torch.device) else runtime.select_device(device)
+
+    dataset = synset.metadata.get("dataset")
+    if not dataset:
+        raise UsageError("the synthetic set has no 'dataset' in its metadata; cannot find its test split")
+    # What differs from the named protocol: a result with overrides is not a "dc" result.
+    overrides = {f.name: getattr(proto, f.name) for f in fields(proto)}
+    overrides = {k: v for k, v in overrides.items() if v != getattr(base, k)}
+    proto = proto.for_dataset(dataset)
+    resolution = int(synset.images.shape[-1])
+    info = dataset_info(dataset, resolution)
+    images, labels, soft = _training_tensors(synset, info)
+    names = _arch_names(archs, info.default_backbone)
+    test = load_dataset(dataset, split="test", resolution=resolution, data_root=data_root, device=dev)
+
+    def make_model(arch: str, s: int) -> torch.nn.Module:
+        return create_backbone(
+            arch, channels=info.channels, num_classes=info.num_classes, resolution=resolution, seed=s
+        )
+
+    for arch in names:  # an unknown or unsuitable architecture fails now, not after hours
+        make_model(arch, 0)
+
+    total = len(names) * runs * proto.epochs
+    results = []
+    for a, arch in enumerate(names):
+        start = time.perf_counter()
+        seeds = [run_seed(seed, arch, r) for r in range(runs)]
+
+        def on_epoch(run: int, epoch: int, arch: str = arch, a: int = a) -> None:
+            if progress is not None:
+                done = (a * runs + run) * proto.epochs + epoch
+                progress(EvalProgress("train", arch, run, runs, epoch, proto.epochs, done, total))
+
+        models = train_runs(
+            functools.partial(make_model, arch), seeds, images, labels, soft, proto, dev, on_epoch, use_autocast
+        )
+        if progress is not None:
+            done = (a + 1) * runs * proto.epochs
+            progress(EvalProgress("test", arch, runs - 1, runs, proto.epochs, proto.epochs, done, total))
+        accuracies = top1_accuracy(models, test, dev, use_autocast)
+        results.append(ArchResult(arch, accuracies, seeds, time.perf_counter() - start))
+
+    augment = make_augment(proto)
+    params = {
+        **proto.as_dict(),
+        "overrides": overrides,
+        "dsa_params": augment.describe() if augment is not None else None,
+        "archs": names,
+        "runs": runs,
+        "seed": seed,
+        "autocast": use_autocast,
+        "dataset": dataset,
+        "resolution": resolution,
+        "train_images": int(images.shape[0]),
+        "soft_labels": soft is not None,
+        "test_split": "test",
+        "test_images": len(test),
+    }
+    return EvalReport(protocol=proto.name, params=params, results=results, device=str(dev))
+
+
+def _arch_names(archs: Sequence[str] | str, default_backbone: str) -> list[str]:
+    """Resolved, de-duplicated architecture names (``"default"`` -> the dataset's backbone)."""
+    raw = archs.split(",") if isinstance(archs, str) else list(archs)
+    names: list[str] = []
+    for name in (a.strip() for a in raw):
+        name = default_backbone if name == DEFAULT_ARCH else name
+        if name and name not in names:
+            names.append(name)
+    if not names:
+        raise UsageError("no architecture given; pass --arch NAME[,NAME...]")
+    return names
+
+
+def _training_tensors(synset: SyntheticSet, info: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The decoded set in the test split's normalized space, checked against the dataset."""
+    if "mean" not in synset.metadata or "std" not in synset.metadata:
+        if synset.pixel_space != "normalized":
+            raise UsageError("the synthetic set has unit-space images but no mean/std in its metadata")
+        synset = SyntheticSet(  # a normalized set without its statistics: the dataset's own
+            synset.images, synset.labels, synset.soft_labels, synset.pixel_space, synset.factor,
+            {**synset.metadata, "mean": list(info.mean), "std": list(info.std)},
+        )
+    images, labels, soft = synset.training_tensors()
+    if images.shape[1] != info.channels:
+        raise UsageError(f"the set has {images.shape[1]}-channel images but {info.name} has {info.channels}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= info.num_classes):
+        raise UsageError(f"the set's labels must lie in [0, {info.num_classes}) for {info.name}")
+    # Evaluation trains in the test data's normalized space; a set normalized with other
+    # statistics is mapped through [0, 1] pixels.
+    if not (np.allclose(synset.metadata["mean"], info.mean) and np.allclose(synset.metadata["std"], info.std)):
+        images = info.normalize(images * synset.std + synset.mean)
+    if soft is not None:
+        soft = soft.float()
+        if soft.dim() != 2 or soft.shape[1] != info.num_classes:
+            raise UsageError(
+                f"soft labels must be (N, {info.num_classes}) class probabilities, got {tuple(soft.shape)}"
+            )
+        if (soft < 0).any() or not torch.allclose(soft.sum(1), torch.ones(soft.shape[0]), atol=1e-2):
+            raise UsageError("soft labels must be class probabilities (non-negative rows summing to 1)")
+    return images, labels, soft

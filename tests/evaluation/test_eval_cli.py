@@ -1,0 +1,145 @@
+"""``condensekit eval`` and ``condensekit compare`` on a real registry and real CIFAR-10 images.
+
+Budgets are tiny (10 images, 2 epochs, 1 run) and the test split is a real 100-image subset
+of CIFAR-10's placed in a temporary data root: these tests check the command, not accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from condensekit.cli.app import run
+from condensekit.data import dataset_info
+from condensekit.errors import ExitStatus
+from condensekit.registry import Registry
+from condensekit.synthetic import SyntheticSet
+
+FAST = ["--runs", "1", "--epochs", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with a real, class-balanced 100-image CIFAR-10 test split."""
+    source = Path(os.environ.get("CONDENSEKIT_DATA", "/nonexistent")) / "cifar10-npz" / "test.npz"
+    if not source.is_file():
+        pytest.skip(f"{source} is missing; set CONDENSEKIT_DATA to the shared data root")
+    with np.load(source) as f:
+        x, y = f["x"], f["y"]
+    idx = np.concatenate([np.flatnonzero(y == c)[:10] for c in range(10)])
+    root = tmp_path_factory.mktemp("data")
+    (root / "cifar10-npz").mkdir()
+    np.savez(root / "cifar10-npz" / "test.npz", x=x[idx], y=y[idx])
+    return root
+
+
+def _save_set(registry_root: Path, name: str, offset: int) -> str:
+    """Real CIFAR-10 test images (one per class, from ``offset``) as a stored set."""
+    with np.load(Path(os.environ["CONDENSEKIT_DATA"]) / "cifar10-npz" / "test.npz") as f:
+        x, y = f["x"], f["y"]
+    idx = np.array([np.flatnonzero(y == c)[500 + offset] for c in range(10)])
+    info = dataset_info("cifar10")
+    images = info.normalize(torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float() / 255)
+    synset = SyntheticSet(images, torch.from_numpy(y[idx]).long(),
+                          metadata={**info.as_metadata(), "method": "random", "ipc": 1})
+    with Registry(registry_root) as reg:
+        return reg.save(synset, name).ref
+
+
+def test_eval_json_prints_and_records_the_report(registry_root, cifar_root, capsys) -> None:
+    ref = _save_set(registry_root, "cli-a", 0)
+    code = run(["eval", ref, *FAST, "--json", "--data-root", str(cifar_root)])
+    out = capsys.readouterr().out
+    assert code == ExitStatus.SUCCESS
+    report = json.loads(out)
+    assert report["ref"] == ref and report["protocol"] == "dc"
+    assert report["params"]["epochs"] == 2 and report["params"]["test_images"] == 100
+    (result,) = report["results"]
+    assert result["arch"] == "convnet" and 0.0 <= result["mean"] <= 100.0
+    with Registry(registry_root) as reg:
+        (stored,) = reg.evals(ref)
+    assert stored["id"] == report["eval_id"] and stored["protocol"] == "dc"
+    assert stored["scores"]["convnet"]["mean"] == pytest.approx(result["mean"])
+
+
+def test_eval_without_ref_takes_the_latest_set_and_prints_a_table(registry_root, cifar_root, capsys) -> None:
+    _save_set(registry_root, "cli-b", 1)
+    code = run(["eval", *FAST, "--protocol", "idc", "--no-dsa", "--data-root", str(cifar_root)])
+    out = capsys.readouterr().out
+    assert code == ExitStatus.SUCCESS
+    assert "cli-b:v1" in out and "protocol idc" in out and "dsa off" in out
+    assert "convnet" in out and "±" in out
+    with Registry(registry_root) as reg:
+        (stored,) = reg.evals("cli-b:v1")
+    assert stored["result"]["params"]["cutmix_prob"] == 0.5 and stored["result"]["params"]["dsa"] is False
+
+
+def test_compare_shows_the_latest_score_per_protocol_side_by_side(registry_root, cifar_root, capsys) -> None:
+    a, b = _save_set(registry_root, "cmp-a", 2), _save_set(registry_root, "cmp-b", 3)
+    for ref in (a, a, b):
+        assert run(["eval", ref, *FAST, "--json", "--data-root", str(cifar_root)]) == ExitStatus.SUCCESS
+    reports = [json.loads(chunk) for chunk in _json_chunks(capsys.readouterr().out)]
+    assert run(["compare", a, b, "--json"]) == ExitStatus.SUCCESS
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["ref"] for r in rows] == [a, b]
+    # --epochs overrides the preset: such results are keyed "dc*", apart from real "dc" ones.
+    assert rows[0]["scores"]["dc*"]["convnet"]["eval_id"] == reports[1]["eval_id"]  # the later of two
+    assert rows[1]["scores"]["dc*"]["convnet"]["mean"] == pytest.approx(reports[2]["results"][0]["mean"])
+    assert rows[0]["method"] == "random" and rows[0]["dataset"] == "cifar10" and rows[0]["ipc"] == 1
+    assert run(["compare", a, b]) == ExitStatus.SUCCESS
+    table = capsys.readouterr().out
+    assert a in table and b in table and "convnet (dc*)" in table
+
+
+def test_eval_of_an_unknown_ref_is_a_registry_error(registry_root, capsys) -> None:
+    _save_set(registry_root, "known", 4)
+    code = run(["eval", "unknown-set", *FAST])
+    err = capsys.readouterr().err.strip()
+    assert code == ExitStatus.REGISTRY and len(err.splitlines()) == 1
+
+
+def test_interrupted_eval_records_nothing(registry_root, cifar_root) -> None:
+    ref = _save_set(registry_root, "interrupted", 5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "condensekit", "eval", ref, "--runs", "1", "--epochs", "400", "--device", "cpu",
+         "--data-root", str(cifar_root)],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root)},
+    )
+    watchdog = threading.Timer(240, proc.kill)  # never hang the suite
+    watchdog.start()
+    try:
+        for line in proc.stderr:  # plain progress lines, since stderr is not a terminal
+            if "/400" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+        proc.kill()
+    assert proc.returncode == ExitStatus.INTERRUPTED, err
+    assert out == ""  # no report printed
+    with Registry(registry_root) as reg:
+        assert reg.evals(ref) == []
+
+
+def _json_chunks(text: str) -> list[str]:
+    """Split concatenated pretty-printed JSON documents."""
+    decoder, chunks, pos = json.JSONDecoder(), [], 0
+    text = text.strip()
+    while pos < len(text):
+        obj, end = decoder.raw_decode(text, pos)
+        chunks.append(text[pos:end])
+        pos = end
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return chunks
