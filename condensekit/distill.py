@@ -22,7 +22,7 @@ import torch
 from condensekit import __version__, distributed, plugins
 from condensekit.checkpoints import FileCheckpointer, NoCheckpoints, run_key
 from condensekit.data.base import DatasetInfo, RealData
-from condensekit.errors import PluginError, UsageError
+from condensekit.errors import DatasetError, PluginError, UsageError
 from condensekit.methods.base import DistillContext, Method, ProgressCallback
 from condensekit.runtime import select_device
 from condensekit.synthetic import SyntheticSet
@@ -137,8 +137,12 @@ def _make_backbone_factory(name: str, ds: DatasetInfo, device: torch.device) -> 
     return make
 
 
-def _resolve_experts(p: Plan, real: RealData, registry: Any, experts_ref: str | None, device: torch.device, seed: int, notify: Callable[[str], None]) -> Any:
+def _resolve_experts(p: Plan, real: RealData, registry: Any, experts_ref: str | None, device: torch.device,
+                     seed: int, notify: Callable[[str], None], data_root: Any = None) -> Any:
+    """The experts a method asked for: ``--experts REF``, else the latest matching experts in
+    the registry trained with the requested recipe, else freshly trained (and saved) ones."""
     from condensekit import experts as experts_mod
+    from condensekit.data import load_dataset
 
     request = p.method.experts_request()
     if request is None:
@@ -150,36 +154,32 @@ def _resolve_experts(p: Plan, real: RealData, registry: Any, experts_ref: str | 
         if registry is None:
             raise UsageError("--experts needs a registry to load them from")
         found = registry.load_experts(experts_ref)
-        experts_mod.check_experts_match(found, p.dataset, backbone)
-        if len(found) < request.num:
-            raise UsageError(
-                f"experts {experts_ref} hold {len(found)} experts but {p.plugin.name} asks for {request.num}; "
-                f"lower the number of experts or train more with condensekit experts train"
-            )
+        experts_mod.check_experts_match(found, p.dataset, backbone, num=request.num)
         return found
     if registry is not None:
-        version = registry.find_experts(p.dataset.name, backbone, p.dataset.resolution)
+        version = registry.find_experts(p.dataset.name, backbone, p.dataset.resolution, min_experts=request.num)
         if version is not None:
             found = registry.load_experts(version.ref)
-            if len(found) >= request.num:
+            if found.metadata.get("epochs") == request.epochs:
                 notify(f"using experts {version.ref} ({len(found)} experts)")
                 return found
+            notify(f"experts {version.ref} were trained for {found.metadata.get('epochs')} epochs, not "
+                   f"{request.epochs}: training new ones (pass --experts {version.ref} to use them anyway)")
     estimate = experts_mod.estimate_expert_seconds(real, backbone, request.epochs, request.num, device)
     notify(
         f"no matching experts in the registry: training {request.num} {backbone} experts on "
         f"{p.dataset.name} for {request.epochs} epochs first (about {estimate / 60:.1f} min)"
     )
-    from condensekit.data import load_dataset
-
     try:
-        test = load_dataset(p.dataset.name, "test", p.dataset.resolution, device=device)
-    except Exception:  # test accuracy is a courtesy; training needs only the train split
+        test = load_dataset(p.dataset.name, "test", p.dataset.resolution, data_root=data_root, device=device)
+    except DatasetError:  # test accuracy is a courtesy; training needs only the train split
         test = None
     trained = experts_mod.train_experts(
         real, backbone=backbone, num=request.num, epochs=request.epochs, seed=seed, device=device, test=test
     )
     if registry is not None:
         version = registry.save_experts(trained)
+        trained.metadata["ref"] = version.ref
         notify(f"saved experts as {version.ref}")
     return trained
 
@@ -232,7 +232,7 @@ def distill(
     found_experts = None
     if p.method.experts_request() is not None or experts:
         # Experts are resolved (or trained) once, by every rank alike: training is seeded.
-        found_experts = _resolve_experts(p, real, registry, experts, dev, seed, notify)
+        found_experts = _resolve_experts(p, real, registry, experts, dev, seed, notify, data_root)
     classes = list(range(p.dataset.num_classes))
     rank, world = 0, 1
     if group is not None:

@@ -6,19 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
+
+from condensekit.testing import isolate_environment
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_environment(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Caches go to a per-session folder; the data root is the real shared data when present."""
-    os.environ["CONDENSEKIT_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    if not os.environ.get("CONDENSEKIT_DATA") and SHARED_DATA.is_dir():
-        os.environ["CONDENSEKIT_DATA"] = str(SHARED_DATA)
-    os.environ.pop("CONDENSEKIT_REGISTRY", None)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    isolate_environment(tmp_path_factory.mktemp("cache"), SHARED_DATA)
 
 
 @pytest.fixture

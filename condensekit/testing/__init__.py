@@ -22,7 +22,19 @@ import torch
 from condensekit.checkpoints import FileCheckpointer, NoCheckpoints
 from condensekit.methods.base import DistillContext, ProgressCallback
 
-__all__ = ["make_context", "MethodConformance"]
+__all__ = ["isolate_environment", "make_context", "MethodConformance"]
+
+
+def isolate_environment(cache_dir: str | Path, data_root: str | Path | None = None) -> None:
+    """Test-session setup: caches in ``cache_dir``, ``data_root`` as the data root unless
+    ``CONDENSEKIT_DATA`` is set, no registry override, at most two intra-op threads."""
+    import os
+
+    os.environ["CONDENSEKIT_CACHE"] = str(cache_dir)
+    if not os.environ.get("CONDENSEKIT_DATA") and data_root is not None and Path(data_root).is_dir():
+        os.environ["CONDENSEKIT_DATA"] = str(data_root)
+    os.environ.pop("CONDENSEKIT_REGISTRY", None)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def make_context(

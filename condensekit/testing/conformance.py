@@ -7,7 +7,6 @@ Each test checks one part of the contract on a tiny real dataset, a few iteratio
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,8 +93,8 @@ class MethodConformance:
         assert loaded.factor == result.synset.factor
         assert loaded.metadata["method"] == result.synset.metadata["method"]
 
-    def test_same_seed_gives_same_set(self, result: DistillResult, method_name: str) -> None:
-        again = self._run(method_name)
+    def test_same_seed_gives_same_set(self, result: DistillResult, method_name: str, registry: Any) -> None:
+        again = self._run(method_name, registry=registry)
         assert torch.equal(again.synset.images, result.synset.images)
 
     def test_decoded_set_trains_as_dataset(self, result: DistillResult) -> None:

@@ -1,0 +1,81 @@
+"""``condensekit experts train``: train experts on a dataset and keep them in the registry.
+
+Listing experts is ``condensekit list experts``; methods that need experts (DANCE) find the
+latest matching ones in the registry, or train them, on their own.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from condensekit.cli import console
+
+
+def train_command(
+    data: str = typer.Option(..., "--data", help="dataset name (see condensekit list datasets)"),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="backbone name or timm:NAME (default: the dataset's)"),
+    num: int = typer.Option(5, "--num", help="number of experts"),
+    epochs: int = typer.Option(60, "--epochs", help="training epochs per expert (DANCE: 60, 80 at 128 px)"),
+    seed: int = typer.Option(0, "--seed", help="random seed (initial weights, batches, augmentation)"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="batch size (default: 64, 128 at 128 px and above)"),
+    resolution: Optional[int] = typer.Option(None, "--res", help="image resolution (default: the dataset's)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
+    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
+    name: Optional[str] = typer.Option(None, "--name", help="registry name (default: <dataset>-<backbone>)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+) -> None:
+    """Train experts (networks trained on the real data, initial weights kept) and save them."""
+    from condensekit.experts import train_for_dataset
+    from condensekit.registry import Registry
+
+    store = Registry(registry)
+    with console.progress_reporter() as reporter:
+        started = False
+
+        def progress(done: int, total: int, **metrics: float) -> None:
+            nonlocal started
+            if not started:
+                reporter.task("experts", "experts x epochs", total)
+                started = True
+            reporter.update("experts", done, **metrics)
+
+        experts = train_for_dataset(
+            data, backbone=backbone, num=num, epochs=epochs, seed=seed, device=device, resolution=resolution,
+            data_root=data_root, batch=batch, progress=progress, notify=console.notify,
+        )
+    version = store.save_experts(experts, name=name)
+    accuracies = experts.metadata.get("test_accuracy", [])
+    if as_json:
+        console.print_json({
+            "ref": version.ref,
+            "path": str(version.path),
+            "dataset": experts.dataset,
+            "backbone": experts.backbone,
+            "resolution": experts.resolution,
+            "num": len(experts),
+            "epochs": experts.metadata.get("epochs"),
+            "test_accuracy": accuracies,
+            "wall_time_s": experts.metadata.get("wall_time_s"),
+        })
+        return
+    console.stdout.print(
+        f"saved [bold]{version.ref}[/bold] ({len(experts)} {experts.backbone} experts on {experts.dataset}, "
+        f"{experts.metadata.get('wall_time_s', 0):.1f} s)"
+    )
+    for k, acc in enumerate(accuracies):
+        shown = "no test split" if acc is None else f"{acc:.2f}%"
+        console.stdout.print(f"  expert {k}: test accuracy {shown}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``experts`` command group to the main application."""
+    experts_app = typer.Typer(
+        name="experts",
+        help="Train experts: networks trained on the real data that methods such as DANCE use.",
+        no_args_is_help=True,
+    )
+    experts_app.command("train")(train_command)
+    app.add_typer(experts_app, name="experts")

@@ -1,0 +1,196 @@
+"""Experts: training recipe, snapshots, matching checks, estimate, CLI and registry round trip."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+
+import pytest
+import torch
+
+from condensekit.backbones import create_backbone
+from condensekit.data import dataset_info, load_dataset
+from condensekit.data.base import RealData
+from condensekit.errors import UsageError
+from condensekit.experts import (
+    Experts,
+    check_experts_match,
+    estimate_expert_seconds,
+    expert_protocol,
+    train_experts,
+)
+
+DATASET = "cifar10-mini"
+#: The real CIFAR-10 subset at 16 px and batch 16: one epoch trains experts well above chance
+#: in a fraction of the 32 px / batch 64 cost (same code paths).
+RES, BATCH = 16, 16
+
+
+@pytest.fixture(scope="module")
+def mini() -> tuple:
+    return load_dataset(DATASET, "train", RES), load_dataset(DATASET, "test", RES)
+
+
+@pytest.fixture(scope="module")
+def small(mini: tuple) -> RealData:
+    """20 real images per class: for checks that need training to run, not to learn much."""
+    train, _ = mini
+    keep = torch.cat([torch.arange(train.class_slice(c).start, train.class_slice(c).start + 20) for c in range(10)])
+    return RealData(train.info, train.images[keep], train.labels[keep])
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Experts]:
+    """``condensekit experts train`` once for the module: 1 expert, 1 epoch, saved and reloaded."""
+    from condensekit.cli.app import run
+    from condensekit.registry import Registry
+
+    root = tmp_path_factory.mktemp("registry")
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        code = run(["experts", "train", "--data", DATASET, "--res", str(RES), "--batch", str(BATCH), "--num", "1",
+                    "--epochs", "1", "--device", "cpu", "--seed", "3", "--registry", str(root), "--json"])
+    found = Registry(root).find_experts(DATASET, "convnet", RES)
+    assert code == 0 and found is not None, capture.getvalue()
+    return code, capture.getvalue(), Registry(root).load_experts(found.ref)
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cli_reports_the_saved_ref_and_each_experts_accuracy(cli_run: tuple) -> None:
+    _, out, experts = cli_run
+    report = json.loads(out)
+    assert report["ref"] == experts.metadata["ref"]
+    assert report["num"] == 1 and report["backbone"] == "convnet" and report["resolution"] == RES
+    assert report["test_accuracy"] == experts.metadata["test_accuracy"]
+
+
+def test_training_changes_the_expert(cli_run: tuple) -> None:
+    _, _, experts = cli_run
+    assert len(experts) == 1
+    assert not _states_equal(experts.initial[0], experts.trained[0])
+
+
+def test_expert_beats_chance_on_the_test_split(cli_run: tuple) -> None:
+    _, _, experts = cli_run
+    accuracies = experts.metadata["test_accuracy"]
+    assert len(accuracies) == 1
+    # Chance is 10% (1,000 test images: one standard deviation is ~1 point).
+    assert accuracies[0] > 15, accuracies
+
+
+def test_initial_state_is_a_fresh_backbone_with_the_recorded_seed(cli_run: tuple) -> None:
+    _, _, experts = cli_run
+    info = dataset_info(DATASET, RES)
+    fresh = create_backbone(experts.backbone, channels=info.channels, num_classes=info.num_classes,
+                            resolution=info.resolution, seed=experts.metadata["init_seeds"][0])
+    assert _states_equal(fresh.state_dict(), experts.initial[0])
+
+
+def test_metadata_records_the_official_recipe(cli_run: tuple) -> None:
+    _, _, experts = cli_run
+    meta = experts.metadata
+    assert (experts.dataset, experts.backbone, experts.resolution) == (DATASET, "convnet", RES)
+    assert meta["epochs"] == 1 and meta["num"] == 1 and meta["seed"] == 3
+    recipe = meta["recipe"]
+    assert (recipe["lr"], recipe["momentum"], recipe["weight_decay"]) == (0.01, 0.9, 5e-4)
+    assert (recipe["batch"], recipe["gamma"], recipe["cutmix_prob"]) == (BATCH, 0.2, 0.5)
+    assert (recipe["dsa_strategy"], recipe["dsa_mode"]) == ("color_crop", "idc")
+    assert meta["wall_time_s"] > 0
+
+
+@pytest.fixture(scope="module")
+def two_small(small: RealData) -> tuple[Experts, list]:
+    calls: list = []
+    experts = train_experts(small, backbone="convnet", num=2, epochs=2, seed=0, device="cpu", batch=50,
+                            progress=lambda done, total, **metrics: calls.append((done, total, metrics)))
+    return experts, calls
+
+
+def test_progress_counts_epochs_over_all_experts(two_small: tuple) -> None:
+    _, calls = two_small
+    assert [(done, total) for done, total, _ in calls] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [(m["expert"], m["epoch"]) for _, _, m in calls] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert all(m["loss"] > 0 and "test_accuracy" not in m for _, _, m in calls)
+
+
+def test_each_expert_starts_from_its_own_recorded_initialization(two_small: tuple) -> None:
+    experts, _ = two_small
+    info = dataset_info(DATASET, RES)
+    seeds = experts.metadata["init_seeds"]
+    assert seeds[0] != seeds[1]
+    for k in range(2):
+        fresh = create_backbone("convnet", channels=info.channels, num_classes=info.num_classes,
+                                resolution=info.resolution, seed=seeds[k])
+        assert _states_equal(fresh.state_dict(), experts.initial[k])
+        assert not _states_equal(experts.initial[k], experts.trained[k])
+    assert not _states_equal(experts.initial[0], experts.initial[1])
+
+
+def test_same_seed_gives_identical_experts(small: RealData) -> None:
+    a = train_experts(small, backbone="convnet", num=1, epochs=1, seed=11, device="cpu", batch=50)
+    b = train_experts(small, backbone="convnet", num=1, epochs=1, seed=11, device="cpu", batch=50)
+    assert _states_equal(a.trained[0], b.trained[0])
+    assert a.metadata["test_accuracy"] == [None]  # no test split given
+
+
+def test_recipe_milestones_and_batch_follow_the_official_code() -> None:
+    assert expert_protocol(32, 60).milestone_epochs() == [40, 50]
+    assert expert_protocol(128, 80).milestone_epochs() == [53, 66]
+    assert expert_protocol(32, 60).batch == 64
+    assert expert_protocol(128, 80).batch == 128
+
+
+def test_estimate_is_positive_and_scales_with_work(mini: tuple) -> None:
+    train, _ = mini
+    one = estimate_expert_seconds(train, "convnet", 1, 1, "cpu", batch=BATCH)
+    assert math.isfinite(one) and one > 0
+    # 60 epochs of 5 experts is 300 times the work of one epoch of one expert.
+    many = estimate_expert_seconds(train, "convnet", 60, 5, "cpu", batch=BATCH)
+    assert 30 * one < many < 3000 * one
+
+
+def _experts(dataset: str = DATASET, backbone: str = "convnet", resolution: int = 32, num: int = 2) -> Experts:
+    # Real (untrained) ConvNet weights: the check reads only the artifact's identity.
+    info = dataset_info(dataset)
+    model = create_backbone(backbone, channels=info.channels, num_classes=info.num_classes, resolution=resolution, seed=0)
+    states = [model.state_dict() for _ in range(num)]
+    return Experts(dataset=dataset, backbone=backbone, resolution=resolution, initial=states, trained=states,
+                   metadata={"ref": "cifar10-mini-convnet:v1"})
+
+
+def test_matching_experts_pass_the_check() -> None:
+    check_experts_match(_experts(), dataset_info(DATASET), "convnet", num=2)
+
+
+def test_experts_of_another_dataset_are_refused_in_one_line() -> None:
+    with pytest.raises(UsageError) as err:
+        check_experts_match(_experts(dataset="cifar10"), dataset_info(DATASET), "convnet")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "dataset cifar10, not cifar10-mini" in message and "cifar10-mini-convnet:v1" in message
+
+
+def test_experts_of_another_backbone_are_refused_in_one_line() -> None:
+    with pytest.raises(UsageError) as err:
+        check_experts_match(_experts(backbone="convnet-bn"), dataset_info(DATASET), "convnet")
+    assert "\n" not in str(err.value)
+    assert "backbone convnet-bn, not convnet" in str(err.value)
+
+
+def test_too_few_experts_are_refused() -> None:
+    with pytest.raises(UsageError, match="hold 2 experts but 5 are needed"):
+        check_experts_match(_experts(num=2), dataset_info(DATASET), "convnet", num=5)
+
+
+def test_cli_refuses_zero_experts(registry_root, capsys: pytest.CaptureFixture) -> None:
+    from condensekit.cli.app import run
+
+    code = run(["experts", "train", "--data", DATASET, "--num", "0", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "number of experts must be >= 1" in err
