@@ -37,7 +37,7 @@ def _fake_experts(ctx, num: int = 2):
                    metadata={"ref": "benchmark"})
 
 
-def measure(method: str, ipc: int, iterations: int, config: dict) -> dict:
+def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -46,7 +46,7 @@ def measure(method: str, ipc: int, iterations: int, config: dict) -> dict:
 
     stamps: list[float] = []
     ctx = make_context("cifar10", ipc=ipc, iterations=iterations, device="cuda" if torch.cuda.is_available() else "cpu",
-                       progress=lambda iteration, **metrics: stamps.append(time.perf_counter()))
+                       progress=lambda iteration, **metrics: stamps.append(time.perf_counter()), compile=compile)
     cls, _ = plugins.load_method(method)
     instance = cls(cls.make_config(**config))
     instance.config = instance.resolve_config(ctx.dataset, ipc)
@@ -57,6 +57,9 @@ def measure(method: str, ipc: int, iterations: int, config: dict) -> dict:
     times = [b - a for a, b in zip([start, *stamps[:-1]], stamps)][1:]
     # One more iteration under the FLOP counter (it slows execution, so it is not timed).
     ctx.iterations = 1
+    from condensekit.distill import _make_backbone_factory
+
+    ctx.make_backbone = _make_backbone_factory(ctx.backbone_name, ctx.dataset, ctx.device, compile=False)
     counter = FlopCounterMode(display=False)
     with counter:
         instance.distill(ctx)
@@ -69,7 +72,7 @@ def measure(method: str, ipc: int, iterations: int, config: dict) -> dict:
     return {
         "method": method, "ipc": ipc, "s_per_iteration": per_iteration, "iterations_timed": len(times),
         "peak_mb": peak, "gflop_per_iteration": flops / 1e9, "gflops": flops / 1e9 / per_iteration,
-        "threads": torch.get_num_threads(), "config": config,
+        "threads": torch.get_num_threads(), "config": config, "compile": compile,
     }
 
 
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--ipcs", default="1,10,50")
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--set", action="append", default=[], help="extra config KEY=VALUE for every method")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbone (as distill --compile)")
     parser.add_argument("--one", nargs=2, metavar=("METHOD", "IPC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     extra = {}
@@ -87,13 +91,14 @@ def main() -> None:
         extra[key] = json.loads(value) if value[:1] in "0123456789-[{tf" and value not in ("t",) else value
     if args.one:
         method, ipc = args.one[0], int(args.one[1])
-        print(json.dumps(measure(method, ipc, args.iterations, {**OFFICIAL_SETTINGS.get(method, {}), **extra})))
+        print(json.dumps(measure(method, ipc, args.iterations, {**OFFICIAL_SETTINGS.get(method, {}), **extra},
+                                args.compile)))
         return
     rows = []
     for method in args.methods.split(","):
         for ipc in [int(i) for i in args.ipcs.split(",")]:
             command = [sys.executable, __file__, "--one", method, str(ipc), "--iterations", str(args.iterations)]
-            command += [f"--set={s}" for s in args.set]
+            command += [f"--set={s}" for s in args.set] + (["--compile"] if args.compile else [])
             out = subprocess.run(command, capture_output=True, text=True, env=os.environ)
             if out.returncode != 0:
                 print(f"{method} ipc {ipc}: failed: {out.stderr.strip().splitlines()[-1]}", file=sys.stderr)
@@ -102,7 +107,7 @@ def main() -> None:
             rows.append(row)
             print(f"{row['method']:8s} ipc {row['ipc']:3d}  {row['s_per_iteration']:7.3f} s/it  "
                   f"peak {row['peak_mb']:7.0f} MB  {row['gflop_per_iteration']:7.1f} GFLOP/it  "
-                  f"{row['gflops']:6.1f} GFLOP/s  (threads {row['threads']}, {row['config']})", flush=True)
+                  f"{row['gflops']:6.1f} GFLOP/s  (threads {row['threads']}, compile {row['compile']}, {row['config']})", flush=True)
     print(json.dumps(rows))
 
 

@@ -124,14 +124,22 @@ def _validate(synset: SyntheticSet, p: Plan, classes: Sequence[int]) -> None:
         raise PluginError(f"method {name!r} returned non-finite pixel values")
 
 
-def _make_backbone_factory(name: str, ds: DatasetInfo, device: torch.device) -> Callable[[int], torch.nn.Module]:
+def _make_backbone_factory(name: str, ds: DatasetInfo, device: torch.device,
+                           compile: bool = False) -> Callable[[int], torch.nn.Module]:
+    """``seed -> fresh network on device``. With ``compile``, the network's ``embed``,
+    ``intermediates`` and ``forward`` go through ``torch.compile``: the graph is compiled once
+    per input shape and reused by every later network of the same architecture."""
     from condensekit.backbones import create_backbone
 
     def make(seed: int) -> torch.nn.Module:
         model = create_backbone(
             name, channels=ds.channels, num_classes=ds.num_classes, resolution=ds.resolution, seed=seed
-        )
-        return model.to(device)
+        ).to(device)
+        if compile:
+            for view in ("embed", "intermediates", "forward"):
+                if callable(getattr(model, view, None)):
+                    setattr(model, view, torch.compile(getattr(model, view), dynamic=False))
+        return model
 
     make(0)  # fail fast on a backbone that cannot be built for this data
     return make
@@ -205,6 +213,7 @@ def distill(
     experts: str | None = None,
     dtype: str = "float32",
     notify: Callable[[str], None] | None = None,
+    compile: bool = False,
 ) -> DistillResult:
     """Distill ``ipc`` images per class of ``data`` with ``method``; save to ``registry``.
 
@@ -228,7 +237,7 @@ def distill(
     if group is not None:
         dev = group.device(dev)
     real = load_dataset(p.dataset.name, "train", p.dataset.resolution, data_root=data_root, device=dev)
-    make_backbone = _make_backbone_factory(p.backbone, p.dataset, dev)
+    make_backbone = _make_backbone_factory(p.backbone, p.dataset, dev, compile)
     found_experts = None
     if p.method.experts_request() is not None or experts:
         # Experts are resolved (or trained) once, by every rank alike: training is seeded.
@@ -301,6 +310,7 @@ def distill(
         "backbone": p.backbone,
         "device": str(dev),
         "world_size": world,
+        "compiled": compile,
         "wall_time_s": round(wall, 3),
         "iterations": p.iterations,
         "experts": None if found_experts is None else found_experts.metadata.get("ref"),

@@ -52,6 +52,7 @@ def make_context(
     experts: Any = None,
     resolution: int | None = None,
     device: str = "cpu",
+    compile: bool = False,
 ) -> DistillContext:
     """A real context on CPU: real data, the dataset's backbone, optional checkpoints."""
     from condensekit.data import dataset_info, load_dataset
@@ -70,7 +71,7 @@ def make_context(
         ipc=ipc,
         iterations=iterations,
         backbone_name=name,
-        make_backbone=_make_backbone_factory(name, info, dev),
+        make_backbone=_make_backbone_factory(name, info, dev, compile),
         device=dev,
         seed=seed,
         classes=list(range(info.num_classes)) if classes is None else list(classes),
