@@ -13,6 +13,7 @@ reported as broken with a one-line reason and never breaks the CLI.
 from __future__ import annotations
 
 import ast
+import importlib.machinery
 import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -69,10 +70,25 @@ def _entry_points(kind: str) -> list[EntryPoint]:
     return sorted(seen.values(), key=lambda ep: ep.name)
 
 
+def _find_spec_without_import(module: str) -> importlib.machinery.ModuleSpec | None:
+    """Locate ``a.b.c`` by walking package paths: unlike ``importlib.util.find_spec``, no
+    parent package's ``__init__`` runs, so a plugin package that imports torch at the top
+    does not slow down ``condensekit list``."""
+    parts = module.split(".")
+    spec = importlib.util.find_spec(parts[0])  # a top-level name is located, not executed
+    for depth in range(1, len(parts)):
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(
+            ".".join(parts[: depth + 1]), list(spec.submodule_search_locations)
+        )
+    return spec
+
+
 def _static_description(ep: EntryPoint) -> tuple[str, str]:
     """Return (description, status) by reading the target module's source, not importing it."""
     try:
-        spec = importlib.util.find_spec(ep.module)
+        spec = _find_spec_without_import(ep.module)
     except (ImportError, ValueError) as exc:
         return "", f"broken: cannot locate module {ep.module!r} ({exc})"
     if spec is None:

@@ -109,3 +109,18 @@ def test_api_major_mismatch_is_refused(broken_distribution: Path) -> None:
 def test_unknown_method_suggests_close_names() -> None:
     with pytest.raises(PluginError, match="did you mean dm"):
         plugins.load_method("dmm")
+
+
+def test_listing_methods_imports_no_plugin_and_no_torch() -> None:
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from condensekit.cli.app import run\n"
+        "run(['list', 'methods', '--json'])\n"
+        "loaded = [m for m in sys.modules if m == 'torch' or m.startswith(('condensekit_', 'condensekit.methods.'))]\n"
+        "print('LOADED', loaded, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "LOADED []" in result.stderr
