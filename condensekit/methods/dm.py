@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from condensekit.augment import DSA, AugParams
+from condensekit.augment import DSA
 from condensekit.methods.base import DistillContext, Method
+from condensekit.methods.common import frozen, initial_images, siamese_params
 from condensekit.methods.loop import run_iterations
 from condensekit.methods.matching import mean_discrepancy
 from condensekit.runtime import autocast
@@ -35,32 +36,6 @@ class DMConfig:
         default="color_crop_cutout_flip_scale_rotate", metadata={"help": "DSA strategy string ('none' to disable)"}
     )
     autocast: bool = field(default=False, metadata={"help": "mixed precision (bf16 on CPU, fp16 on CUDA)"})
-
-
-def initial_images(ctx: DistillContext, init: str) -> torch.Tensor:
-    """IPC images per class of ``ctx.classes`` (class-major), normalized space, seeded."""
-    if init == "real":
-        parts = [ctx.data.random(c, ctx.ipc, ctx.generator(0, c, "init")) for c in ctx.classes]
-    elif init == "noise":
-        shape = (ctx.ipc, ctx.dataset.channels, ctx.dataset.resolution, ctx.dataset.resolution)
-        parts = [torch.randn(shape, generator=ctx.generator(0, c, "init")).to(ctx.device) for c in ctx.classes]
-    else:
-        from condensekit.errors import UsageError
-
-        raise UsageError(f"unknown init {init!r}; use real or noise")
-    return torch.cat(parts).to(ctx.device)
-
-
-def siamese_params(ctx: DistillContext, dsa: DSA, iteration: int) -> AugParams:
-    """One DSA parameter set per class, drawn from that class's own generator."""
-    return AugParams.cat([dsa.sample(1, ctx.generator(iteration, c, "dsa")) for c in ctx.classes])
-
-
-def frozen(model: torch.nn.Module) -> torch.nn.Module:
-    model.train()
-    for param in model.parameters():
-        param.requires_grad_(False)
-    return model
 
 
 class DistributionMatching(Method):

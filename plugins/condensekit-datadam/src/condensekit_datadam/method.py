@@ -23,6 +23,7 @@ from condensekit.data.base import DatasetInfo
 from condensekit.errors import BackboneError, UsageError
 from condensekit.methods.base import DistillContext, Method
 from condensekit.methods.loop import run_iterations
+from condensekit.methods.common import frozen, initial_images
 from condensekit.methods.matching import class_means, mean_discrepancy
 from condensekit.runtime import autocast
 from condensekit.synthetic import SyntheticSet
@@ -124,16 +125,6 @@ def _has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, BATCH_NORM_LAYERS) for m in model.modules())
 
 
-def _initial_images(ctx: DistillContext, init: str) -> torch.Tensor:
-    """IPC images per class of ``ctx.classes`` (class-major), normalized space, seeded per class."""
-    if init == "real":
-        parts = [ctx.data.random(c, ctx.ipc, ctx.generator(0, c, "init")) for c in ctx.classes]
-    else:
-        shape = (ctx.ipc, ctx.dataset.channels, ctx.dataset.resolution, ctx.dataset.resolution)
-        parts = [torch.randn(shape, generator=ctx.generator(0, c, "init")) for c in ctx.classes]
-    return torch.cat([p.to(ctx.device) for p in parts]).float().contiguous()
-
-
 class DataDAM(Method):
     """DataDAM: spatial attention matching plus embedding MMD with random networks."""
 
@@ -170,7 +161,7 @@ class DataDAM(Method):
     def distill(self, ctx: DistillContext) -> SyntheticSet:
         cfg = self.resolve_config(ctx.dataset, ctx.ipc)
         objective = Objective(ctx, cfg)  # checks the backbone before any iteration
-        syn = _initial_images(ctx, cfg.init).requires_grad_(True)
+        syn = initial_images(ctx, cfg.init).requires_grad_(True)
         optimizer = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum)
         num = len(objective.classes)
 
@@ -230,9 +221,7 @@ class Objective:
 
     def network(self, iteration: int) -> nn.Module:
         """This iteration's freshly initialized network: frozen, in train mode."""
-        net = self.ctx.make_backbone(self.ctx.seed_for(iteration, None, "net"))
-        net.train()
-        net.requires_grad_(False)
+        net = frozen(self.ctx.make_backbone(self.ctx.seed_for(iteration, None, "net")))
         if self.cfg.channels_last:
             net = net.to(memory_format=self.memory_format)
         return net
