@@ -23,7 +23,7 @@ import time
 OFFICIAL_SETTINGS = {
     "dm": {"batch_real": 256},
     "datadam": {"batch_real": 64},
-    "dance": {"batch_real": 128, "factor": 2},
+    "dance": {"batch_real": 128, "factor": 2, "num_experts": 2},
 }
 
 
@@ -41,8 +41,10 @@ def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool)
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from condensekit import plugins
+    from condensekit import plugins, runtime
     from condensekit.testing import make_context
+
+    runtime.reuse_freed_memory()  # as distill/eval/experts do (CONDENSEKIT_MALLOC=system: off)
 
     stamps: list[float] = []
     ctx = make_context("cifar10", ipc=ipc, iterations=iterations, device="cuda" if torch.cuda.is_available() else "cpu",
@@ -50,8 +52,9 @@ def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool)
     cls, _ = plugins.load_method(method)
     instance = cls(cls.make_config(**config))
     instance.config = instance.resolve_config(ctx.dataset, ipc)
-    if instance.experts_request() is not None:
-        ctx.experts = _fake_experts(ctx)
+    request = instance.experts_request()
+    if request is not None:
+        ctx.experts = _fake_experts(ctx, request.num)
     start = time.perf_counter()
     instance.distill(ctx)
     times = [b - a for a, b in zip([start, *stamps[:-1]], stamps)][1:]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from condensekit import __version__, distributed, plugins
+from condensekit import __version__, distributed, plugins, runtime
 from condensekit.checkpoints import FileCheckpointer, NoCheckpoints, run_key
 from condensekit.data.base import DatasetInfo, RealData
 from condensekit.errors import DatasetError, PluginError, UsageError
@@ -223,6 +223,7 @@ def distill(
     from condensekit.data import load_dataset
 
     notify = notify or (lambda message: log.info(message))
+    runtime.reuse_freed_memory()
     p = plan(method, data, ipc, iterations=iterations, backbone=backbone, seed=seed, preset=preset,
              config=config, resolution=resolution)
     group = distributed.current()

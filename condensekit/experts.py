@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from condensekit import runtime
 from condensekit.errors import UsageError
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ def train_experts(
     ``progress`` follows :class:`ExpertsProgress`.
     """
     _check_counts(num, epochs)
+    runtime.reuse_freed_memory()
     dev = _device(device)
     info = data.info
     protocol = expert_protocol(info.resolution, epochs, batch)

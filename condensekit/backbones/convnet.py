@@ -16,8 +16,43 @@ from torch import nn
 
 from condensekit.errors import BackboneError
 
+#: Below this many pixels per map, the native channels_last GroupNorm kernel is 4-8x slower
+#: than normalizing through the (N, H*W, C) view (640 x 128 x 16 x 16: 0.27 s vs 0.05 s on one
+#: core); at 32 x 32 and above the native kernel is the faster one (0.10 s vs 0.25 s).
+_NATIVE_NORM_MIN_PIXELS = 1024
+
+
+class InstanceNorm(nn.GroupNorm):
+    """Instance norm as the reference code writes it, ``GroupNorm(C, C)`` with affine
+    parameters (same state_dict keys), routed to the fastest kernel for channels_last maps.
+
+    Measured on one CPU core (``tests/backbones`` check that every route gives the same
+    values and gradients): with autograd, the NCHW kernel plus two layout copies beats both
+    channels_last routes 3x (100 x 128 x 32 x 32 forward+backward: 0.08 s vs 0.26 s native,
+    0.15 s through the row view); without autograd, see ``_NATIVE_NORM_MIN_PIXELS``.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        if h * w >= _NATIVE_NORM_MIN_PIXELS:
+            return super().forward(x)
+        rows = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view: channels are innermost
+        mean = rows.mean(dim=1, keepdim=True)
+        var = (rows - mean).square().mean(dim=1)
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        shift = self.bias - mean.squeeze(1) * scale
+        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
+
+
 NORMS: dict[str, Callable[[int, int], nn.Module]] = {
-    "instance": lambda width, size: nn.GroupNorm(width, width, affine=True),
+    "instance": lambda width, size: InstanceNorm(width),
     "batch": lambda width, size: nn.BatchNorm2d(width),
     "layer": lambda width, size: nn.LayerNorm([width, size, size]),
     "group": lambda width, size: nn.GroupNorm(4, width),

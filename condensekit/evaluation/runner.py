@@ -80,6 +80,7 @@ def evaluate(
 
     if runs < 1:
         raise UsageError(f"--runs must be >= 1, got {runs}")
+    runtime.reuse_freed_memory()
     base = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
     proto = base.with_overrides(epochs=epochs, lr=lr, batch=batch, dsa=dsa)
     dev = device if isinstance(device, torch.device) else runtime.select_device(device)

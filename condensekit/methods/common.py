@@ -30,7 +30,15 @@ def siamese_params(ctx: DistillContext, dsa: DSA, iteration: int) -> AugParams:
 
 
 def frozen(model: torch.nn.Module) -> torch.nn.Module:
-    """A randomly initialized network used as a fixed feature extractor: train mode, no grads."""
+    """A network used as a fixed feature extractor: train mode (as the reference code runs
+    them; it matters only for batch norm), no weight gradients, channels_last weights.
+
+    channels_last is oneDNN's native layout, and a convolution with channels_last weights
+    makes its output channels_last too. Without weight gradients it pays: DataDAM's CIFAR-10
+    IPC 10 iteration takes 1.35 s instead of 1.56 s on 2 cores (median, same process), mostly
+    from the convolutions and 8x faster average pooling. Training with weight gradients is
+    the other way round (about 8% slower), so evaluation and experts keep NCHW.
+    """
     model.train()
     model.requires_grad_(False)
-    return model
+    return model.to(memory_format=torch.channels_last)

@@ -32,6 +32,7 @@ from condensekit.augment import DSA, AugParams
 from condensekit.errors import UsageError
 from condensekit.methods.base import DistillContext, ExpertsRequest, Method
 from condensekit.methods.loop import run_iterations
+from condensekit.methods.common import frozen
 from condensekit.methods.matching import class_means
 from condensekit.synthetic import SyntheticSet, decode_multiformation, encode_multiformation
 
@@ -120,8 +121,8 @@ class ExpertBank:
         if len(experts) < num:
             raise UsageError(f"DANCE asks for {num} experts but only {len(experts)} were provided; lower "
                              f"--num-experts or train more with condensekit experts train")
-        self.middle = _frozen(ctx.make_backbone(0))
-        self.trained = _frozen(ctx.make_backbone(0))
+        self.middle = frozen(ctx.make_backbone(0))
+        self.trained = frozen(ctx.make_backbone(0))
         keys = list(self.middle.state_dict().keys())
         self._mid = list(self.middle.state_dict(keep_vars=True).values())
         self._trained = list(self.trained.state_dict(keep_vars=True).values())
@@ -165,13 +166,6 @@ class ExpertBank:
         if self._loaded != expert:
             torch._foreach_copy_(self._trained, final)
             self._loaded = expert
-
-
-def _frozen(model: torch.nn.Module) -> torch.nn.Module:
-    # Train mode as in the official code (matters only for batch-norm backbones).
-    model.train()
-    model.requires_grad_(False)
-    return model
 
 
 class DANCE(Method):

@@ -26,13 +26,18 @@ def attention_map(feature: torch.Tensor, power: float) -> torch.Tensor:
     if feature.dim() != 4:
         raise ValueError(f"attention_map needs a (B, C, H, W) feature map, got shape {tuple(feature.shape)}")
     magnitude = feature.float()
+    channel_dim = 1
+    if magnitude.is_contiguous(memory_format=torch.channels_last) and not magnitude.is_contiguous():
+        # Reduce over the innermost axis of the physical (B, H, W, C) layout: the NCHW view of
+        # a channels_last tensor makes min() and sum() copy the whole map first.
+        magnitude, channel_dim = magnitude.permute(0, 2, 3, 1), -1
     # Block outputs after a ReLU are >= 0, where |x| = x: skipping abs saves a pass over the
     # largest tensor of the iteration, and the gradient is unchanged (ReLU's is 0 at x = 0).
     if not bool(magnitude.min() >= 0):
         magnitude = magnitude.abs()
     if power != 1:
         magnitude = magnitude.pow(power)
-    return F.normalize(magnitude.sum(dim=1).flatten(1), p=2, dim=1)
+    return F.normalize(magnitude.sum(dim=channel_dim).flatten(1), p=2, dim=1)
 
 
 def attention_distance(

@@ -85,9 +85,6 @@ class DataDAMConfig:
     autocast: bool = field(
         default=False, metadata={"help": "mixed precision forward passes (bf16 on CPU, fp16 on CUDA)"}
     )
-    channels_last: bool = field(
-        default=False, metadata={"help": "run the network in channels_last memory format"}
-    )
 
     def __post_init__(self) -> None:
         checks: list[tuple[bool, str]] = [
@@ -214,17 +211,13 @@ class Objective:
         # means in chunks.
         budget = REAL_PIXELS_PER_PASS // (cfg.batch_real * res * res)
         self.per_pass = len(self.classes) if self.batch_norm else max(1, min(len(self.classes), budget))
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         # Group indices stay on the CPU, where DSA parameters live: no device round trip.
         self._syn_groups = torch.arange(len(self.classes)).repeat_interleave(ctx.ipc)
         self._real_groups: dict[int, torch.Tensor] = {}
 
     def network(self, iteration: int) -> nn.Module:
         """This iteration's freshly initialized network: frozen, in train mode."""
-        net = frozen(self.ctx.make_backbone(self.ctx.seed_for(iteration, None, "net")))
-        if self.cfg.channels_last:
-            net = net.to(memory_format=self.memory_format)
-        return net
+        return frozen(self.ctx.make_backbone(self.ctx.seed_for(iteration, None, "net")))
 
     def augmentations(self, iteration: int) -> list[AugParams]:
         """One DSA parameter set per class, shared by its real and synthetic images."""
@@ -232,7 +225,7 @@ class Objective:
 
     def _forward(self, net: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         with autocast(self.ctx.device, self.cfg.autocast):
-            return net.intermediates(x.contiguous(memory_format=self.memory_format))
+            return net.intermediates(x)
 
     @torch.no_grad()
     def real_targets(
