@@ -47,10 +47,14 @@ def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool)
     runtime.reuse_freed_memory()  # as distill/eval/experts do (CONDENSEKIT_MALLOC=system: off)
 
     stamps: list[float] = []
-    ctx = make_context("cifar10", ipc=ipc, iterations=iterations, device="cuda" if torch.cuda.is_available() else "cpu",
-                       progress=lambda iteration, **metrics: stamps.append(time.perf_counter()), compile=compile)
     cls, _ = plugins.load_method(method)
     instance = cls(cls.make_config(**config))
+    from condensekit.data import dataset_info
+
+    backbone = instance.preferred_backbone(dataset_info("cifar10"))  # e.g. DataDAM official: convnet-bn
+    ctx = make_context("cifar10", ipc=ipc, iterations=iterations, device="cuda" if torch.cuda.is_available() else "cpu",
+                       backbone=backbone,
+                       progress=lambda iteration, **metrics: stamps.append(time.perf_counter()), compile=compile)
     instance.config = instance.resolve_config(ctx.dataset, ipc)
     request = instance.experts_request()
     if request is not None:

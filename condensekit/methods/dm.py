@@ -21,9 +21,11 @@ from condensekit.methods.matching import mean_discrepancy
 from condensekit.runtime import autocast
 from condensekit.synthetic import SyntheticSet
 
-#: Real images pushed through the network at once when computing real embeddings; bounds
-#: memory for many classes or large real batches without changing the result.
-REAL_CHUNK = 2048
+#: Real images pushed through the network at once when computing real embeddings: bounds
+#: memory without changing the result, and smaller passes stay in cache. The 2,560 real
+#: images of CIFAR-10 at batch 256 on one core (beside another job, so read it as a ratio):
+#: one pass 8.2 s, passes of 256 6.2 s, passes of 64 5.9 s.
+REAL_CHUNK = 256
 
 
 @dataclass

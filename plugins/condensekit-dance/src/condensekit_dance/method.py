@@ -31,10 +31,14 @@ import torch.nn.functional as F
 from condensekit.augment import DSA, AugParams
 from condensekit.errors import UsageError
 from condensekit.methods.base import DistillContext, ExpertsRequest, Method
-from condensekit.methods.loop import run_iterations
 from condensekit.methods.common import frozen
+from condensekit.methods.loop import run_iterations
 from condensekit.methods.matching import class_means
-from condensekit.synthetic import SyntheticSet, decode_multiformation, encode_multiformation
+from condensekit.synthetic import (
+    SyntheticSet,
+    decode_multiformation,
+    encode_multiformation,
+)
 
 #: From this resolution on, the official ImageNet-subset recipe applies (lr 0.1·ipc, 80-epoch
 #: experts, ConvNet-5): the official code keys it on the dataset, condensekit on resolution.

@@ -22,8 +22,8 @@ from condensekit.backbones import has_intermediates
 from condensekit.data.base import DatasetInfo
 from condensekit.errors import BackboneError, UsageError
 from condensekit.methods.base import DistillContext, Method
-from condensekit.methods.loop import run_iterations
 from condensekit.methods.common import frozen, initial_images
+from condensekit.methods.loop import run_iterations
 from condensekit.methods.matching import class_means, mean_discrepancy
 from condensekit.runtime import autocast
 from condensekit.synthetic import SyntheticSet
