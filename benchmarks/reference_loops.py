@@ -1,6 +1,7 @@
 """Time the official DataDAM and DM loops' structure next to condensekit's, in one run.
 
-    python benchmarks/reference_loops.py [--methods datadam,dm] [--ipc 10] [--iterations 8] [--rounds 2]
+    python benchmarks/reference_loops.py [--methods datadam,dm,dance] [--ipc 10] [--iterations 8]
+        [--rounds 2] [--compile]
 
 ``shared/notes/anchors.md`` times the official loops on these machines, but across sessions on
 shared hosts the figures drift by up to 2x, so a speed claim must be a ratio timed in one run.
@@ -15,6 +16,10 @@ the implementation notes (``shared/notes/datadam.md`` A.2-A.6, B) with the same 
   per-class means (``MSE_B``) x100, plus 100 x 0.01 x the same on the embeddings; SGD step.
 - DM: a fresh instance-norm ConvNet-3; per class a forward of 256 real and the class's synthetic
   images, loss summed over classes; SGD step.
+- DANCE (``shared/notes/dance.md`` 1.5): both expert checkpoints re-read from disk, the middle
+  encoder interpolated, the images clamped; per class one matching step (128 real images in
+  [0, 1], the class's decoded factor-2 images, one seeded augmentation); then per class one
+  cross-entropy step through the trained expert.
 
 Each side runs in a fresh process (condensekit's process-wide allocator tuning must not reach
 the reference), alternating reference and condensekit ``--rounds`` times; the first iteration
@@ -133,33 +138,102 @@ def reference_dm(ipc: int, iterations: int, batch_real: int = 256) -> list[float
     return times
 
 
-REFERENCES = {"datadam": reference_datadam, "dm": reference_dm}
+def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: int = 2, experts: int = 2) -> list[float]:
+    import tempfile
+
+    import torch
+    import torch.nn.functional as F
+
+    from condensekit.augment import DSA
+    from condensekit.backbones import create_backbone
+    from condensekit.synthetic import decode_multiformation
+
+    real, _ = _real_data()
+    images_all = real.as_float(real.images, space="unit")  # DANCE keeps [0, 1] pixels
+    classes = real.info.num_classes
+    aug = DSA("color_crop_cutout", mode="idc")
+    folder = tempfile.mkdtemp(prefix="dance-reference-")
+    for k in range(experts):  # expert weight values do not change the cost of an iteration
+        for kind in ("init", "trained"):
+            state = create_backbone("convnet", channels=3, num_classes=classes, resolution=32, seed=10 * k).state_dict()
+            torch.save(state, f"{folder}/premodel{k}_{kind}.pth.tar")
+    model_init, model_final, model_mid = (
+        create_backbone("convnet", channels=3, num_classes=classes, resolution=32) for _ in range(3)
+    )
+    for model in (model_init, model_final, model_mid):
+        model.train()
+        model.requires_grad_(False)
+    syn = torch.cat([images_all[real.class_slice(c)][:ipc] for c in range(classes)]).clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([syn], lr=0.01 * ipc, momentum=0.5)
+
+    def augmented(x: torch.Tensor, seed: int) -> torch.Tensor:
+        params = aug.sample(1, torch.Generator().manual_seed(seed))
+        return aug.apply(real.info.normalize(x), params, torch.zeros(x.shape[0], dtype=torch.long))
+
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        k = int(torch.randint(experts, (1,)))
+        model_init.load_state_dict(torch.load(f"{folder}/premodel{k}_init.pth.tar"))  # re-read every iteration
+        model_final.load_state_dict(torch.load(f"{folder}/premodel{k}_trained.pth.tar"))
+        coefficient = float(torch.rand(1))
+        with torch.no_grad():
+            for mid, a, b in zip(model_mid.parameters(), model_init.parameters(), model_final.parameters()):
+                mid.copy_(coefficient * a + (1 - coefficient) * b)
+            syn.clamp_(0, 1)
+        for c in range(classes):  # one optimizer step per class
+            index = torch.randperm(real.class_count(c))[:batch_real] + real.class_slice(c).start
+            x_syn = decode_multiformation(syn[c * ipc:(c + 1) * ipc], factor)
+            seed = int(time.time() * 1000) % 100000
+            f_real = model_mid.embed(augmented(images_all[index], seed)).detach()
+            f_syn = model_mid.embed(augmented(x_syn, seed))
+            loss = ((f_real.mean(0) - f_syn.mean(0)) ** 2).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        for c in range(classes):  # calibration: one step per class through the trained expert
+            x_syn = decode_multiformation(syn[c * ipc:(c + 1) * ipc], factor)
+            logits = model_final(augmented(x_syn, int(time.time() * 1000) % 100000))
+            loss = F.cross_entropy(logits, torch.full((x_syn.shape[0],), c, dtype=torch.long))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+REFERENCES = {"datadam": reference_datadam, "dm": reference_dm, "dance": reference_dance}
 #: condensekit's side at the reference's settings (speed.py measures it).
-SETTINGS = {"datadam": {"preset": "official", "batch_real": 64}, "dm": {"batch_real": 256}}
+SETTINGS = {
+    "datadam": {"preset": "official", "batch_real": 64},
+    "dm": {"batch_real": 256},
+    "dance": {"batch_real": 128, "factor": 2, "num_experts": 2},
+}
 
 
-def _one(side: str, method: str, ipc: int, iterations: int) -> float:
+def _one(side: str, method: str, ipc: int, iterations: int, compile: bool) -> float:
     if side == "reference":
         times = REFERENCES[method](ipc, iterations)[1:]
     else:
         sys.path.insert(0, os.path.dirname(__file__))
         from speed import measure
 
-        row = measure(method, ipc, iterations, dict(SETTINGS[method]), compile=False)
+        row = measure(method, ipc, iterations, dict(SETTINGS[method]), compile=compile)
         return row["s_per_iteration"]
     return statistics.median(times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--methods", default="datadam,dm")
+    parser.add_argument("--methods", default="datadam,dm,dance")
     parser.add_argument("--ipc", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="condensekit side with torch.compile")
     parser.add_argument("--one", nargs=2, metavar=("SIDE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(_one(args.one[0], args.one[1], args.ipc, args.iterations)))
+        print(json.dumps(_one(args.one[0], args.one[1], args.ipc, args.iterations, args.compile)))
         return
     import torch
 
@@ -169,14 +243,14 @@ def main() -> None:
         for _ in range(args.rounds):
             for side in results:
                 command = [sys.executable, __file__, "--one", side, method, "--ipc", str(args.ipc),
-                           "--iterations", str(args.iterations)]
+                           "--iterations", str(args.iterations)] + (["--compile"] if args.compile else [])
                 out = subprocess.run(command, capture_output=True, text=True, env=os.environ)
                 if out.returncode != 0:
                     sys.exit(f"{side} {method} failed: {out.stderr.strip().splitlines()[-1]}")
                 results[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
         ref, ours = statistics.median(results["reference"]), statistics.median(results["condensekit"])
         print(f"{method:8s} ipc {args.ipc:3d}  reference {ref:6.3f} s/it  condensekit {ours:6.3f} s/it  "
-              f"ratio {ours / ref:5.2f}  (threads {threads}; per round: reference "
+              f"ratio {ours / ref:5.2f}  (threads {threads}, compile {args.compile}; per round: reference "
               f"{[round(t, 3) for t in results['reference']]}, condensekit "
               f"{[round(t, 3) for t in results['condensekit']]})", flush=True)
 

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,7 +43,7 @@ def small(mini: tuple) -> RealData:
 
 
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Experts]:
+def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Experts, Path]:
     """``condensekit experts train`` once for the module: 1 expert, 1 epoch, saved and reloaded."""
     from condensekit.cli.app import run
     from condensekit.registry import Registry
@@ -54,7 +55,7 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Experts
                     "--epochs", "1", "--device", "cpu", "--seed", "3", "--registry", str(root), "--json"])
     found = Registry(root).find_experts(DATASET, "convnet", RES)
     assert code == 0 and found is not None, capture.getvalue()
-    return code, capture.getvalue(), Registry(root).load_experts(found.ref)
+    return code, capture.getvalue(), Registry(root).load_experts(found.ref), root
 
 
 def _states_equal(a: dict, b: dict) -> bool:
@@ -62,21 +63,33 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 
 def test_cli_reports_the_saved_ref_and_each_experts_accuracy(cli_run: tuple) -> None:
-    _, out, experts = cli_run
+    _, out, experts, _ = cli_run
     report = json.loads(out)
     assert report["ref"] == experts.metadata["ref"]
     assert report["num"] == 1 and report["backbone"] == "convnet" and report["resolution"] == RES
     assert report["test_accuracy"] == experts.metadata["test_accuracy"]
 
 
+def test_list_experts_shows_epochs_and_mean_test_accuracy(cli_run: tuple) -> None:
+    from condensekit.cli.app import run
+
+    _, _, experts, root = cli_run
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        assert run(["list", "experts", "--json", "--registry", str(root)]) == 0
+    (row,) = json.loads(capture.getvalue())
+    assert row["epochs"] == 1
+    assert row["test_accuracy"] == pytest.approx(experts.metadata["test_accuracy"][0], abs=0.01)
+
+
 def test_training_changes_the_expert(cli_run: tuple) -> None:
-    _, _, experts = cli_run
+    _, _, experts, _ = cli_run
     assert len(experts) == 1
     assert not _states_equal(experts.initial[0], experts.trained[0])
 
 
 def test_expert_beats_chance_on_the_test_split(cli_run: tuple) -> None:
-    _, _, experts = cli_run
+    _, _, experts, _ = cli_run
     accuracies = experts.metadata["test_accuracy"]
     assert len(accuracies) == 1
     # Chance is 10% (1,000 test images: one standard deviation is ~1 point).
@@ -84,7 +97,7 @@ def test_expert_beats_chance_on_the_test_split(cli_run: tuple) -> None:
 
 
 def test_initial_state_is_a_fresh_backbone_with_the_recorded_seed(cli_run: tuple) -> None:
-    _, _, experts = cli_run
+    _, _, experts, _ = cli_run
     info = dataset_info(DATASET, RES)
     fresh = create_backbone(experts.backbone, channels=info.channels, num_classes=info.num_classes,
                             resolution=info.resolution, seed=experts.metadata["init_seeds"][0])
@@ -92,7 +105,7 @@ def test_initial_state_is_a_fresh_backbone_with_the_recorded_seed(cli_run: tuple
 
 
 def test_metadata_records_the_official_recipe(cli_run: tuple) -> None:
-    _, _, experts = cli_run
+    _, _, experts, _ = cli_run
     meta = experts.metadata
     assert (experts.dataset, experts.backbone, experts.resolution) == (DATASET, "convnet", RES)
     assert meta["epochs"] == 1 and meta["num"] == 1 and meta["seed"] == 3

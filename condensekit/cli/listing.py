@@ -105,12 +105,17 @@ def list_command(
             columns = ["name", "resolution", "classes", "channels", "present", "where", "distribution"]
             console.stdout.print(_dict_table("datasets", rows, columns))
         elif key == "sets":
-            rows = [{**r, "aliases": ", ".join(f"{a}->v{v}" for a, v in (r.get("aliases") or {}).items())}
-                    for r in rows]
+            rows = [{**r, "aliases": _aliases(r)} for r in rows]
             columns = ["name", "versions", "aliases", "method", "dataset", "ipc", "best_accuracy"]
             console.stdout.print(_dict_table("sets", rows, [c for c in columns if not rows or c in rows[0]] or columns))
         elif key == "experts":
-            columns = list(rows[0]) if rows else ["name", "versions", "dataset", "backbone"]
-            console.stdout.print(_dict_table("experts", rows, columns))
+            rows = [{**r, "aliases": _aliases(r)} for r in rows]
+            columns = ["name", "latest", "aliases", "dataset", "backbone", "resolution", "experts", "epochs",
+                       "test_accuracy", "created"]
+            console.stdout.print(_dict_table("experts", rows, [c for c in columns if not rows or c in rows[0]]))
         else:
             console.stdout.print(_dict_table(key, rows, ["name"]))
+
+
+def _aliases(row: dict) -> str:
+    return ", ".join(f"{alias}->v{version}" for alias, version in (row.get("aliases") or {}).items())

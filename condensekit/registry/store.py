@@ -301,7 +301,7 @@ class Registry:
                 "name": name, "versions": [v["version"] for v in versions], "latest": latest["version"],
                 "aliases": index.aliases("experts", name), "dataset": latest["dataset"],
                 "backbone": latest["backbone"], "resolution": latest["resolution"],
-                "experts": latest["size"], "created": latest["created"],
+                "experts": latest["size"], **_experts_recipe(latest), "created": latest["created"],
             })
         return out
 
@@ -411,6 +411,17 @@ class Registry:
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+
+def _experts_recipe(row: dict[str, Any]) -> dict[str, Any]:
+    """Epochs and mean test accuracy (in %, as recorded) of an experts version, from its index metadata."""
+    try:
+        meta = json.loads(row.get("metadata") or "{}")
+    except ValueError:
+        meta = {}
+    scores = [a for a in meta.get("test_accuracy") or [] if isinstance(a, (int, float))]
+    return {"epochs": meta.get("epochs"),
+            "test_accuracy": round(sum(scores) / len(scores), 2) if scores else None}
 
 
 def _arch_scores(result: dict[str, Any]) -> dict[str, tuple[float, float | None]]:
