@@ -39,11 +39,18 @@ import time
 STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 
-def _real_data():
+def _setup(ipc: int, lr: float, space: str = "normalized"):
+    """CIFAR-10 train as one float tensor (as the official code keeps it), the first ``ipc``
+    images per class as the synthetic set, and its SGD optimizer (momentum 0.5)."""
+    import torch
+
     from condensekit.data import load_dataset
 
     real = load_dataset("cifar10", "train")
-    return real, real.as_float(real.images)  # the official code keeps all images as floats
+    images_all = real.as_float(real.images, space=space)
+    classes = real.info.num_classes
+    syn = torch.cat([images_all[real.class_slice(c)][:ipc] for c in range(classes)]).clone().requires_grad_(True)
+    return real, images_all, classes, syn, torch.optim.SGD([syn], lr=lr, momentum=0.5)
 
 
 def reference_datadam(ipc: int, iterations: int, batch_real: int = 64) -> list[float]:
@@ -52,11 +59,8 @@ def reference_datadam(ipc: int, iterations: int, batch_real: int = 64) -> list[f
     from condensekit.augment import DSA
     from condensekit.backbones import create_backbone
 
-    real, images_all = _real_data()
-    classes = real.info.num_classes
+    real, images_all, classes, syn, optimizer = _setup(ipc, lr=1.0)
     dsa = DSA(STRATEGY)
-    syn = torch.cat([images_all[real.class_slice(c)][:ipc] for c in range(classes)]).clone().requires_grad_(True)
-    optimizer = torch.optim.SGD([syn], lr=1.0, momentum=0.5)
 
     def attention(feature: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(feature.abs().sum(dim=1).flatten(1), p=2, dim=1)
@@ -109,11 +113,8 @@ def reference_dm(ipc: int, iterations: int, batch_real: int = 256) -> list[float
     from condensekit.augment import DSA
     from condensekit.backbones import create_backbone
 
-    real, images_all = _real_data()
-    classes = real.info.num_classes
+    real, images_all, classes, syn, optimizer = _setup(ipc, lr=1.0)
     dsa = DSA(STRATEGY)
-    syn = torch.cat([images_all[real.class_slice(c)][:ipc] for c in range(classes)]).clone().requires_grad_(True)
-    optimizer = torch.optim.SGD([syn], lr=1.0, momentum=0.5)
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
@@ -148,9 +149,7 @@ def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: in
     from condensekit.backbones import create_backbone
     from condensekit.synthetic import decode_multiformation
 
-    real, _ = _real_data()
-    images_all = real.as_float(real.images, space="unit")  # DANCE keeps [0, 1] pixels
-    classes = real.info.num_classes
+    real, images_all, classes, syn, optimizer = _setup(ipc, lr=0.01 * ipc, space="unit")  # DANCE: [0, 1] pixels
     aug = DSA("color_crop_cutout", mode="idc")
     folder = tempfile.mkdtemp(prefix="dance-reference-")
     for k in range(experts):  # expert weight values do not change the cost of an iteration
@@ -163,8 +162,6 @@ def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: in
     for model in (model_init, model_final, model_mid):
         model.train()
         model.requires_grad_(False)
-    syn = torch.cat([images_all[real.class_slice(c)][:ipc] for c in range(classes)]).clone().requires_grad_(True)
-    optimizer = torch.optim.SGD([syn], lr=0.01 * ipc, momentum=0.5)
 
     def augmented(x: torch.Tensor, seed: int) -> torch.Tensor:
         params = aug.sample(1, torch.Generator().manual_seed(seed))
