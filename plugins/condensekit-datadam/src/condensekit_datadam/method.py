@@ -108,8 +108,8 @@ class DataDAMConfig:
 #: resolution/IPC rule in all three (resolved in ``DataDAM.resolve_config``).
 PRESETS: dict[str, dict[str, Any]] = {
     # Instance-norm ConvNet with the released power p = 1: best of the three in the
-    # official-code measurement at 200 iterations (shared/notes/anchors.md). Provisional
-    # default until measured with this plugin at the benchmark budget.
+    # official-code measurement at 200 iterations (shared/notes/anchors.md) and with this
+    # plugin at the same budget (README, Measurements).
     "tuned": {"net_norm": "instance", "power": 1.0, "batch_real": 64, "auto_iterations": 8000},
     # What main_DataDAM.py runs: batch-norm ConvNet, get_attention(exp=1), argparse defaults.
     "official": {"net_norm": "batch", "power": 1.0, "batch_real": 64, "auto_iterations": 20000},
