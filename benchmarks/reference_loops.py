@@ -36,14 +36,14 @@ import subprocess
 import sys
 import time
 
+import torch
+
 STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 
 def _setup(ipc: int, lr: float, space: str = "normalized"):
     """CIFAR-10 train as one float tensor (as the official code keeps it), the first ``ipc``
     images per class as the synthetic set, and its SGD optimizer (momentum 0.5)."""
-    import torch
-
     from condensekit.data import load_dataset
 
     real = load_dataset("cifar10", "train")
@@ -53,11 +53,35 @@ def _setup(ipc: int, lr: float, space: str = "normalized"):
     return real, images_all, classes, syn, torch.optim.SGD([syn], lr=lr, momentum=0.5)
 
 
-def reference_datadam(ipc: int, iterations: int, batch_real: int = 64) -> list[float]:
-    import torch
+def _class_batch(real, images_all: torch.Tensor, c: int, n: int) -> torch.Tensor:
+    """The official ``get_images``: ``n`` images of class ``c`` in a fresh random order."""
+    return images_all[torch.randperm(real.class_count(c))[:n] + real.class_slice(c).start]
 
-    from condensekit.augment import DSA
+
+def _augment(dsa, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """One augmentation drawn from ``seed`` for the whole batch, as the official code seeds
+    both sides of a class from the clock."""
+    params = dsa.sample(1, torch.Generator().manual_seed(seed))
+    return dsa.apply(x, params, torch.zeros(x.shape[0], dtype=torch.long))
+
+
+def _clock_seed() -> int:
+    return int(time.time() * 1000) % 100000
+
+
+def _fresh_frozen(backbone: str, classes: int) -> torch.nn.Module:
+    """A fresh network, train mode, no weight gradients: what ``get_network`` plus the loop give."""
     from condensekit.backbones import create_backbone
+
+    net = create_backbone(backbone, channels=3, num_classes=classes, resolution=32)
+    net.train()
+    for p in net.parameters():
+        p.requires_grad = False
+    return net
+
+
+def reference_datadam(ipc: int, iterations: int, batch_real: int = 64) -> list[float]:
+    from condensekit.augment import DSA
 
     real, images_all, classes, syn, optimizer = _setup(ipc, lr=1.0)
     dsa = DSA(STRATEGY)
@@ -72,22 +96,15 @@ def reference_datadam(ipc: int, iterations: int, batch_real: int = 64) -> list[f
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
-        net = create_backbone("convnet-bn", channels=3, num_classes=classes, resolution=32)
-        net.train()
-        for p in net.parameters():
-            p.requires_grad = False
+        net = _fresh_frozen("convnet-bn", classes)
         captured: list[torch.Tensor] = []
         hooks = [m.register_forward_hook(lambda _m, _i, out, store=captured: store.append(out.clone()))
                  for m in net.modules() if isinstance(m, torch.nn.ReLU)]
         real_batches, syn_batches = [], []
         for c in range(classes):
-            index = torch.randperm(real.class_count(c))[:batch_real] + real.class_slice(c).start
-            generator = torch.Generator().manual_seed(int(time.time() * 1000) % 100000)
-            params = dsa.sample(1, generator)
-            groups_real = torch.zeros(batch_real, dtype=torch.long)
-            groups_syn = torch.zeros(ipc, dtype=torch.long)
-            real_batches.append(dsa.apply(images_all[index], params, groups_real))
-            syn_batches.append(dsa.apply(syn[c * ipc:(c + 1) * ipc], params, groups_syn))
+            seed = _clock_seed()
+            real_batches.append(_augment(dsa, _class_batch(real, images_all, c, batch_real), seed))
+            syn_batches.append(_augment(dsa, syn[c * ipc:(c + 1) * ipc], seed))
         _, real_embedding = net.intermediates(torch.cat(real_batches))
         real_maps = list(captured)
         captured.clear()
@@ -108,27 +125,19 @@ def reference_datadam(ipc: int, iterations: int, batch_real: int = 64) -> list[f
 
 
 def reference_dm(ipc: int, iterations: int, batch_real: int = 256) -> list[float]:
-    import torch
-
     from condensekit.augment import DSA
-    from condensekit.backbones import create_backbone
 
     real, images_all, classes, syn, optimizer = _setup(ipc, lr=1.0)
     dsa = DSA(STRATEGY)
     times = []
     for _ in range(iterations):
         start = time.perf_counter()
-        net = create_backbone("convnet", channels=3, num_classes=classes, resolution=32)
-        net.train()
-        for p in net.parameters():
-            p.requires_grad = False
+        net = _fresh_frozen("convnet", classes)
         loss = torch.zeros(())
         for c in range(classes):
-            index = torch.randperm(real.class_count(c))[:batch_real] + real.class_slice(c).start
-            generator = torch.Generator().manual_seed(int(time.time() * 1000) % 100000)
-            params = dsa.sample(1, generator)
-            img_real = dsa.apply(images_all[index], params, torch.zeros(batch_real, dtype=torch.long))
-            img_syn = dsa.apply(syn[c * ipc:(c + 1) * ipc], params, torch.zeros(ipc, dtype=torch.long))
+            seed = _clock_seed()
+            img_real = _augment(dsa, _class_batch(real, images_all, c, batch_real), seed)
+            img_syn = _augment(dsa, syn[c * ipc:(c + 1) * ipc], seed)
             output_real = net.embed(img_real).detach()
             output_syn = net.embed(img_syn)
             loss = loss + ((output_real.mean(0) - output_syn.mean(0)) ** 2).sum()
@@ -142,7 +151,6 @@ def reference_dm(ipc: int, iterations: int, batch_real: int = 256) -> list[float
 def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: int = 2, experts: int = 2) -> list[float]:
     import tempfile
 
-    import torch
     import torch.nn.functional as F
 
     from condensekit.augment import DSA
@@ -156,16 +164,10 @@ def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: in
         for kind in ("init", "trained"):
             state = create_backbone("convnet", channels=3, num_classes=classes, resolution=32, seed=10 * k).state_dict()
             torch.save(state, f"{folder}/premodel{k}_{kind}.pth.tar")
-    model_init, model_final, model_mid = (
-        create_backbone("convnet", channels=3, num_classes=classes, resolution=32) for _ in range(3)
-    )
-    for model in (model_init, model_final, model_mid):
-        model.train()
-        model.requires_grad_(False)
+    model_init, model_final, model_mid = (_fresh_frozen("convnet", classes) for _ in range(3))
 
     def augmented(x: torch.Tensor, seed: int) -> torch.Tensor:
-        params = aug.sample(1, torch.Generator().manual_seed(seed))
-        return aug.apply(real.info.normalize(x), params, torch.zeros(x.shape[0], dtype=torch.long))
+        return _augment(aug, real.info.normalize(x), seed)  # DANCE normalizes inside its augmentation
 
     times = []
     for _ in range(iterations):
@@ -179,10 +181,9 @@ def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: in
                 mid.copy_(coefficient * a + (1 - coefficient) * b)
             syn.clamp_(0, 1)
         for c in range(classes):  # one optimizer step per class
-            index = torch.randperm(real.class_count(c))[:batch_real] + real.class_slice(c).start
             x_syn = decode_multiformation(syn[c * ipc:(c + 1) * ipc], factor)
-            seed = int(time.time() * 1000) % 100000
-            f_real = model_mid.embed(augmented(images_all[index], seed)).detach()
+            seed = _clock_seed()
+            f_real = model_mid.embed(augmented(_class_batch(real, images_all, c, batch_real), seed)).detach()
             f_syn = model_mid.embed(augmented(x_syn, seed))
             loss = ((f_real.mean(0) - f_syn.mean(0)) ** 2).sum()
             optimizer.zero_grad()
@@ -190,7 +191,7 @@ def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: in
             optimizer.step()
         for c in range(classes):  # calibration: one step per class through the trained expert
             x_syn = decode_multiformation(syn[c * ipc:(c + 1) * ipc], factor)
-            logits = model_final(augmented(x_syn, int(time.time() * 1000) % 100000))
+            logits = model_final(augmented(x_syn, _clock_seed()))
             loss = F.cross_entropy(logits, torch.full((x_syn.shape[0],), c, dtype=torch.long))
             optimizer.zero_grad()
             loss.backward()
@@ -232,8 +233,6 @@ def main() -> None:
     if args.one:
         print(json.dumps(_one(args.one[0], args.one[1], args.ipc, args.iterations, args.compile)))
         return
-    import torch
-
     threads = torch.get_num_threads()
     for method in args.methods.split(","):
         results: dict[str, list[float]] = {"reference": [], "condensekit": []}

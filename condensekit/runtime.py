@@ -67,8 +67,9 @@ def reuse_freed_memory() -> bool:
     glibc serves every allocation above 32 MB with a fresh ``mmap`` and unmaps it on free, so
     each large activation (a 640-image ConvNet block is 335 MB) is page-faulted and zeroed
     anew: about as costly as the convolution that fills it. With mmap off and a high trim
-    threshold, freed blocks stay in the heap and are reused: the real-batch forward pass of
-    DataDAM at CIFAR-10 IPC 10 drops from 2.75 s to 1.55 s on one core (benchmarks/speed.py).
+    threshold, freed blocks stay in the heap and are reused: a DataDAM iteration at CIFAR-10
+    IPC 10 went from 3.7 s to 1.9 s on one core (``benchmarks/speed.py`` with and without
+    ``CONDENSEKIT_MALLOC=system``).
     The price is that the process keeps its peak memory until it exits. Set
     ``CONDENSEKIT_MALLOC=system`` to keep the C library's defaults. Idempotent; returns
     whether the tuning is active. A no-op outside Linux/glibc.
@@ -83,11 +84,11 @@ def reuse_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        gnu_get_libc_version = libc.gnu_get_libc_version  # glibc only: musl has a stub mallopt
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu_get_libc_version
+    if not hasattr(libc, "gnu_get_libc_version"):  # not glibc: musl's mallopt is a stub
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     _allocator_tuned = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1

@@ -36,8 +36,9 @@ def frozen(model: torch.nn.Module) -> torch.nn.Module:
     channels_last is oneDNN's native layout, and a convolution with channels_last weights
     makes its output channels_last too. Without weight gradients it pays: DataDAM's CIFAR-10
     IPC 10 iteration takes 1.22 s instead of 1.56 s on 2 cores (median of 7, both layouts
-    alternating in one process), mostly from the convolutions and 8x faster average pooling. Training with weight gradients is
-    the other way round (about 8% slower), so evaluation and experts keep NCHW.
+    alternating in one process), mostly from the convolutions and 8x faster average pooling.
+    Training with weight gradients is the other way round (about 8% slower), so evaluation
+    and experts keep NCHW.
     """
     model.train()
     model.requires_grad_(False)
