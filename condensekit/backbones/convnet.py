@@ -26,9 +26,10 @@ class InstanceNorm(nn.GroupNorm):
     """Instance norm as the reference code writes it, ``GroupNorm(C, C)`` with affine
     parameters (same state_dict keys), routed to the fastest kernel for channels_last maps.
 
-    With autograd the (N, H*W, C) view wins at every size measured on one core (forward plus
-    backward, then ReLU; native channels_last kernel / NCHW kernel with two layout copies /
-    row view): 100 x 128 x 32 x 32 336 / 213 / 200 ms, 40 x 128 x 16 x 16 48 / 18 / 17 ms.
+    With autograd the (N, H*W, C) view is the fastest route or within 10% of it on one core
+    (forward plus backward, then ReLU; native channels_last kernel / NCHW kernel with two
+    layout copies / row view): 100 x 128 x 32 x 32 336 / 213 / 200 ms, 40 x 128 x 16 x 16
+    48 / 18 / 17 ms, 100 x 128 x 16 x 16 108 / 41 / 45 ms.
     Without autograd, see ``_NATIVE_NORM_MIN_PIXELS``. ``tests/backbones`` check that every
     route gives GroupNorm's values and gradients.
     """
