@@ -237,13 +237,13 @@ def main() -> None:
     for method in args.methods.split(","):
         results: dict[str, list[float]] = {"reference": [], "condensekit": []}
         for _ in range(args.rounds):
-            for side in results:
+            for side, times in results.items():
                 command = [sys.executable, __file__, "--one", side, method, "--ipc", str(args.ipc),
                            "--iterations", str(args.iterations)] + (["--compile"] if args.compile else [])
-                out = subprocess.run(command, capture_output=True, text=True, env=os.environ)
+                out = subprocess.run(command, check=False, capture_output=True, text=True, env=os.environ)
                 if out.returncode != 0:
                     sys.exit(f"{side} {method} failed: {out.stderr.strip().splitlines()[-1]}")
-                results[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                times.append(json.loads(out.stdout.strip().splitlines()[-1]))
         ref, ours = statistics.median(results["reference"]), statistics.median(results["condensekit"])
         print(f"{method:8s} ipc {args.ipc:3d}  reference {ref:6.3f} s/it  condensekit {ours:6.3f} s/it  "
               f"ratio {ours / ref:5.2f}  (threads {threads}, compile {args.compile}; per round: reference "
