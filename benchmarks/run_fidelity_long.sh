@@ -5,7 +5,9 @@
 # the same network initialisation. `datadam-br256` is DataDAM with dm's real batch
 # (256/class): it draws the same networks, augmentations and real images as `dm`, so it is dm
 # plus the attention term and nothing else. `datadam-paper` (power 4) gives the attention term
-# about 0.8 of the embedding term's gradient instead of 0.15 (benchmarks/datadam_gradients.py).
+# about 0.8 of the embedding term's gradient instead of 0.15 (benchmarks/datadam_gradients.py);
+# `datadam-sam5` keeps power 1 and the embedding term's weight (500 x 0.002 = 100 x 0.01) but
+# weighs the attention term 5x.
 #   bash benchmarks/run_fidelity_long.sh [OUT_DIR]
 # Environment: ITERATIONS (default 1000), EPOCHS (300), RUNS (3), EVAL_SEED (0).
 set -euo pipefail
@@ -19,6 +21,7 @@ jobs=(
   "dm|dm|--batch-real 256"
   "datadam|datadam-br256|--preset tuned --batch-real 256"
   "datadam|datadam-paper|--preset paper"
+  "datadam|datadam-sam5|--preset tuned --loss-scale 500 --mmd-weight 0.002"
 )
 for job in "${jobs[@]}"; do
   IFS='|' read -r method name opts <<< "$job"
