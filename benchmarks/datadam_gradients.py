@@ -1,9 +1,11 @@
 """How much of DataDAM's image gradient comes from attention matching (SAM) and how much from
-the embedding (MMD) term, at the released weights (x100 overall, lambda 0.01).
+the embedding (MMD) term, with the plugin's resolved weights (default preset: x100 overall,
+lambda 0.01 at 32 px).
 
-    python benchmarks/datadam_gradients.py [--power 1] [--trials 5] [--batch-real 64]
+    python benchmarks/datadam_gradients.py [--preset tuned] [--power P] [--loss-scale S]
+        [--mmd-weight W] [--trials 5] [--batch-real N]
 
-For a few freshly initialized ConvNet-3s (instance norm), it takes 10 real images per class of
+For a few freshly initialized ConvNet-3s (the preset's norm), it takes 10 real images per class of
 CIFAR-10 as the synthetic set (the `real` init) and a separate real batch per class, without
 augmentation, and prints both terms, the norms of their gradients with respect to the images,
 and the cosine between those gradients.
@@ -15,40 +17,50 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from condensekit_datadam.attention import attention_distance, attention_map
+from condensekit_datadam.attention import attention_loss
+from condensekit_datadam.method import DataDAM
 
 from condensekit.backbones import create_backbone
-from condensekit.data import load_dataset
+from condensekit.data import dataset_info, default_backbone, load_dataset
 from condensekit.methods.common import frozen
 from condensekit.methods.matching import mean_discrepancy
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--power", type=float, default=1.0)
+    parser.add_argument("--preset", default=None, help="DataDAM preset (default: the plugin's default)")
+    parser.add_argument("--power", type=float, default=None)
+    parser.add_argument("--loss-scale", type=float, default=None)
+    parser.add_argument("--mmd-weight", type=float, default=None)
+    parser.add_argument("--batch-real", type=int, default=None)
     parser.add_argument("--trials", type=int, default=5)
-    parser.add_argument("--batch-real", type=int, default=64)
     parser.add_argument("--ipc", type=int, default=10)
     args = parser.parse_args()
+    overrides = {"power": args.power, "loss_scale": args.loss_scale, "mmd_weight": args.mmd_weight,
+                 "batch_real": args.batch_real}
+    method = DataDAM(DataDAM.make_config(args.preset, **overrides))
+    info = dataset_info("cifar10")
+    cfg = method.resolve_config(info, args.ipc)
+    # The preset's network (official: convnet-bn), else the dataset's default, as distill picks it.
+    backbone = method.preferred_backbone(info) or default_backbone(info.resolution)
     data = load_dataset("cifar10")
     classes = list(range(data.info.num_classes))
     num = len(classes)
     syn_init = data.sample(classes, args.ipc, [torch.Generator().manual_seed(100 + c) for c in classes])
     for trial in range(args.trials):
-        net = frozen(create_backbone("convnet", channels=3, num_classes=num, resolution=32, seed=trial))
-        real = data.sample(classes, args.batch_real, [torch.Generator().manual_seed(1000 * trial + c) for c in classes])
+        net = frozen(create_backbone(backbone, channels=3, num_classes=num, resolution=32, seed=trial))
+        real = data.sample(classes, cfg.batch_real, [torch.Generator().manual_seed(1000 * trial + c) for c in classes])
         with torch.no_grad():
-            maps, real_emb = net.intermediates(real)
-            real_attention = [attention_map(f, args.power) for f in maps[:-1]]
+            real_maps, real_emb = net.intermediates(real)
         syn = syn_init.clone().requires_grad_(True)
-        maps, syn_emb = net.intermediates(syn)
-        sam = 100 * attention_distance(real_attention, [attention_map(f, args.power) for f in maps[:-1]], num)
-        mmd = 100 * 0.01 * mean_discrepancy(real_emb, syn_emb, num)
+        syn_maps, syn_emb = net.intermediates(syn)
+        sam = cfg.loss_scale * attention_loss(real_maps[:-1], syn_maps[:-1], num, cfg.power)
+        mmd = cfg.loss_scale * cfg.mmd_weight * mean_discrepancy(real_emb, syn_emb, num)
         (grad_sam,) = torch.autograd.grad(sam, syn, retain_graph=True)
         (grad_mmd,) = torch.autograd.grad(mmd, syn)
         cosine = F.cosine_similarity(grad_sam.flatten(), grad_mmd.flatten(), dim=0).item()
         ratio = (grad_sam.norm() / grad_mmd.norm()).item()
-        print(f"p={args.power:g} net {trial}: SAM {sam.item():.2f}  MMD {mmd.item():.2f}  "
+        print(f"p={cfg.power:g} net {trial}: SAM {sam.item():.2f}  MMD {mmd.item():.2f}  "
               f"|grad SAM| {grad_sam.norm().item():.3f}  |grad MMD| {grad_mmd.norm().item():.3f}  "
               f"ratio {ratio:.3f}  cosine {cosine:.3f}")
 

@@ -70,7 +70,10 @@ def _clock_seed() -> int:
 
 
 def _fresh_frozen(backbone: str, classes: int) -> torch.nn.Module:
-    """A fresh network, train mode, no weight gradients: what ``get_network`` plus the loop give."""
+    """A fresh network, train mode, no weight gradients: what ``get_network`` plus the loop give.
+
+    Not ``condensekit.methods.common.frozen``: that also makes the weights channels_last, one
+    of the speed-ups this benchmark measures, and the official code runs NCHW."""
     from condensekit.backbones import create_backbone
 
     net = create_backbone(backbone, channels=3, num_classes=classes, resolution=32)
