@@ -81,6 +81,16 @@ def current() -> Group | None:
     return Group()
 
 
+def finish_together() -> None:
+    """Wait until every rank is done (rank 0 last writes the registry) before teardown.
+
+    A rank that tore its gloo group down and exited while rank 0 was still saving aborted now
+    and then ("terminate called without an active exception", SIGABRT), failing the run.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
