@@ -218,7 +218,8 @@ def distill(
     """Distill ``ipc`` images per class of ``data`` with ``method``; save to ``registry``.
 
     In a class-parallel run (``torch.distributed`` initialized, see ``condensekit.distributed``)
-    each rank distills its share of the classes and rank 0 gathers and saves the set.
+    each rank distills its share of the classes and rank 0 gathers and saves the set; every rank
+    returns once it is saved.
     """
     from condensekit.data import load_dataset
 
@@ -292,6 +293,7 @@ def distill(
         if gathered is None:  # not rank 0: rank 0 writes the registry exactly once
             if isinstance(checkpointer, FileCheckpointer):
                 checkpointer.discard()
+            group.finish_together()
             return DistillResult(synset=synset, version=None)
         synset = gathered
     synset.metadata = {
@@ -322,4 +324,6 @@ def distill(
         version = registry.save(synset, name=name, dtype=dtype)
         if isinstance(checkpointer, FileCheckpointer):
             checkpointer.discard()
+    if group is not None:
+        group.finish_together()
     return DistillResult(synset=synset, version=version)

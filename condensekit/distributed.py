@@ -60,6 +60,14 @@ class Group:
             soft_labels=None if soft is None else soft[order],
         )
 
+    def finish_together(self) -> None:
+        """Wait until every rank is done (rank 0 last writes the registry).
+
+        A rank that tore its gloo group down and exited while rank 0 was still saving aborted
+        now and then ("terminate called without an active exception", SIGABRT), failing the run.
+        """
+        dist.barrier()
+
     def max_value(self, value: float) -> float:
         tensor = torch.tensor([value], dtype=torch.float64)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
@@ -79,16 +87,6 @@ def current() -> Group | None:
     if dist.get_world_size() <= 1:
         return None
     return Group()
-
-
-def finish_together() -> None:
-    """Wait until every rank is done (rank 0 last writes the registry) before teardown.
-
-    A rank that tore its gloo group down and exited while rank 0 was still saving aborted now
-    and then ("terminate called without an active exception", SIGABRT), failing the run.
-    """
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def shutdown() -> None:

@@ -180,7 +180,6 @@ def _distill_here(method_cls: type, common: dict[str, Any], preset: str | None, 
                 progress=lambda iteration, **metrics: reporter.update("distill", iteration, **metrics),
                 notify=console.notify if rank0 else (lambda message: None),
             )
-        distributed.finish_together()
     finally:
         distributed.shutdown()
     if result.version is None:
