@@ -18,10 +18,10 @@ import argparse
 import torch
 import torch.nn.functional as F
 from condensekit_datadam.attention import attention_loss
-from condensekit_datadam.method import DataDAM
 
 from condensekit.backbones import create_backbone
-from condensekit.data import dataset_info, default_backbone, load_dataset
+from condensekit.data import load_dataset
+from condensekit.distill import plan
 from condensekit.methods.common import frozen
 from condensekit.methods.matching import mean_discrepancy
 
@@ -38,17 +38,16 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {"power": args.power, "loss_scale": args.loss_scale, "mmd_weight": args.mmd_weight,
                  "batch_real": args.batch_real}
-    method = DataDAM(DataDAM.make_config(args.preset, **overrides))
-    info = dataset_info("cifar10")
-    cfg = method.resolve_config(info, args.ipc)
-    # The preset's network (official: convnet-bn), else the dataset's default, as distill picks it.
-    backbone = method.preferred_backbone(info) or default_backbone(info.resolution)
-    data = load_dataset("cifar10")
-    classes = list(range(data.info.num_classes))
-    num = len(classes)
+    # The resolved config and the network (official: convnet-bn) exactly as `distill` picks them.
+    p = plan("datadam", "cifar10", args.ipc, preset=args.preset, config=overrides)
+    cfg, info = p.config, p.dataset
+    data = load_dataset(info.name)
+    num = info.num_classes
+    classes = list(range(num))
     syn_init = data.sample(classes, args.ipc, [torch.Generator().manual_seed(100 + c) for c in classes])
     for trial in range(args.trials):
-        net = frozen(create_backbone(backbone, channels=3, num_classes=num, resolution=32, seed=trial))
+        net = frozen(create_backbone(p.backbone, channels=info.channels, num_classes=num,
+                                     resolution=info.resolution, seed=trial))
         real = data.sample(classes, cfg.batch_real, [torch.Generator().manual_seed(1000 * trial + c) for c in classes])
         with torch.no_grad():
             real_maps, real_emb = net.intermediates(real)
