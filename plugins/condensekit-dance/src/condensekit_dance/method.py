@@ -28,16 +28,19 @@ from typing import Any, ClassVar, Literal, get_args
 import torch
 import torch.nn.functional as F
 
-from condensekit.augment import DSA, AugParams
-from condensekit.errors import UsageError
-from condensekit.methods.base import DistillContext, ExpertsRequest, Method
-from condensekit.methods.common import frozen
-from condensekit.methods.loop import run_iterations
-from condensekit.methods.matching import class_means
-from condensekit.synthetic import (
+from condensekit.api import (
+    DSA,
+    AugParams,
+    DistillContext,
+    ExpertsRequest,
+    Method,
     SyntheticSet,
+    UsageError,
+    class_means,
     decode_multiformation,
     encode_multiformation,
+    frozen,
+    run_iterations,
 )
 
 #: From this resolution on, the official ImageNet-subset recipe applies (lr 0.1·ipc, 80-epoch
@@ -70,9 +73,15 @@ class DANCEConfig:
     iter_calib: int = field(
         default=1, metadata=_help("calibration passes over the classes per iteration (0 disables calibration)")
     )
-    num_experts: int = field(default=5, metadata=_help("experts sampled from (each trained on the real data)"))
+    num_experts: int | None = field(
+        default=None,
+        metadata=_help("experts sampled from, each trained on the real data (default: all of the newest stored "
+                       "experts; 5 when new ones are trained). Giving it or --expert-epochs asks for that recipe"),
+    )
     expert_epochs: int | None = field(
-        default=None, metadata=_help("training epochs of each expert (default: 60, 80 at 128 px and above)")
+        default=None,
+        metadata=_help("training epochs of each expert (default: those of the stored experts; 60, or 80 at "
+                       "128 px and above, when new ones are trained)"),
     )
     init: Init = field(
         default="auto",
@@ -98,7 +107,7 @@ def _validate(cfg: DANCEConfig, resolution: int) -> None:
     if cfg.init not in INITS:
         raise UsageError(f"unknown --init {cfg.init!r}; choose one of {', '.join(INITS)}")
     for name in ("batch_real", "batch_syn_max", "num_experts"):
-        if getattr(cfg, name) < 1:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.iter_calib < 0:
         raise UsageError(f"--iter-calib must be >= 0, got {cfg.iter_calib}")
@@ -187,7 +196,6 @@ class DANCE(Method):
             "batch_real": 128,
             "batch_syn_max": 200,
             "iter_calib": 1,
-            "num_experts": 5,
             "init": "auto",
             "aug": "color_crop_cutout",
             "batched": False,
@@ -205,15 +213,16 @@ class DANCE(Method):
         resolved = replace(
             cfg,
             lr_img=cfg.lr_img if cfg.lr_img is not None else (0.1 if high else 0.01) * ipc,
-            expert_epochs=cfg.expert_epochs if cfg.expert_epochs is not None else (80 if high else 60),
             init=cfg.init if cfg.init != "auto" else ("mix" if cfg.factor > 1 else "real"),
         )
         self.config = resolved
         return resolved
 
-    def experts_request(self) -> ExpertsRequest:
+    def experts_request(self, dataset: Any) -> ExpertsRequest:
+        """The stored experts unless a recipe is named; the official recipe when training."""
         cfg: DANCEConfig = self.config
-        return ExpertsRequest(num=cfg.num_experts, epochs=cfg.expert_epochs or 60)
+        default_epochs = 80 if dataset.resolution >= HIGH_RESOLUTION else 60
+        return ExpertsRequest(num=cfg.num_experts, epochs=cfg.expert_epochs, default_epochs=default_epochs)
 
     def default_iterations(self, dataset: Any, ipc: int) -> int:
         return 10000
@@ -230,7 +239,7 @@ class DANCE(Method):
     def distill(self, ctx: DistillContext) -> SyntheticSet:
         cfg = self.resolve_config(ctx.dataset, ctx.ipc)
         classes = list(ctx.classes)
-        bank = ExpertBank(ctx, cfg.num_experts)
+        bank = ExpertBank(ctx, cfg.num_experts if cfg.num_experts is not None else len(ctx.experts or ()))
         syn = initial_images(ctx, cfg.init, cfg.factor).requires_grad_(True)
         optimizer = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum)
         step = (_BatchedStep if cfg.batched else _PerClassStep)(ctx, cfg, bank, syn, optimizer, classes)

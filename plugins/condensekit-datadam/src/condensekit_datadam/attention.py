@@ -4,7 +4,7 @@ A block's attention map pools the absolute activation raised to ``power`` over c
 flattens the H x W map and scales each sample's map to unit L2 norm (the official
 ``get_attention(..., param=1, norm='l2')``). The loss compares per-class mean maps of real
 and synthetic images with the same sum-of-squares reduction as DM's embedding term
-(``condensekit.methods.matching.mean_discrepancy``), one term per layer.
+(``condensekit.api.mean_discrepancy``), one term per layer.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from condensekit.methods.matching import mean_discrepancy
+from condensekit.api import mean_discrepancy
 
 
 def attention_map(feature: torch.Tensor, power: float) -> torch.Tensor:

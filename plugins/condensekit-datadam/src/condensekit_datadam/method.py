@@ -17,16 +17,24 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from condensekit.augment import DEFAULT_STRATEGY, DSA, AugParams
-from condensekit.backbones import has_intermediates
-from condensekit.data.base import DatasetInfo
-from condensekit.errors import BackboneError, UsageError
-from condensekit.methods.base import DistillContext, Method
-from condensekit.methods.common import frozen, initial_images
-from condensekit.methods.loop import run_iterations
-from condensekit.methods.matching import class_means, mean_discrepancy
-from condensekit.runtime import autocast
-from condensekit.synthetic import SyntheticSet
+from condensekit.api import (
+    DEFAULT_STRATEGY,
+    DSA,
+    AugParams,
+    BackboneError,
+    DatasetInfo,
+    DistillContext,
+    Method,
+    SyntheticSet,
+    UsageError,
+    autocast,
+    class_means,
+    frozen,
+    has_intermediates,
+    initial_images,
+    mean_discrepancy,
+    run_iterations,
+)
 from condensekit_datadam.attention import attention_distance, attention_map
 
 #: Real pixels (images x H x W) per forward pass when the network normalizes each sample on
