@@ -11,14 +11,18 @@ import enum
 
 
 class ExitStatus(enum.IntEnum):
-    """Process exit codes of the ``condensekit`` command (documented in the README)."""
+    """Process exit codes of the ``condensekit`` command (the table in docs/cli.md).
+
+    One code per kind of failure, so a script can tell a typo in a dataset name from a
+    backbone that cannot run from a corrupted registry without parsing the message."""
 
     SUCCESS = 0
     ERROR = 1  # runtime failure (a bug, or an error no other status describes)
     USAGE = 2  # bad command line: unknown option, bad value, missing argument
     PLUGIN = 3  # unknown, broken or incompatible plugin
-    DATASET = 4  # dataset or backbone cannot be resolved or loaded
+    DATASET = 4  # dataset cannot be resolved or loaded
     REGISTRY = 5  # unknown reference, invalid or corrupted registry content
+    BACKBONE = 6  # backbone unknown, or cannot provide what the method needs
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -49,7 +53,7 @@ class DatasetError(CondensekitError):
 class BackboneError(CondensekitError):
     """A backbone is unknown or cannot provide what a method needs."""
 
-    exit_status = ExitStatus.DATASET
+    exit_status = ExitStatus.BACKBONE
 
 
 class RegistryError(CondensekitError):

@@ -62,9 +62,9 @@ app.command("doctor")(doctor_command)
 
 
 def _register_command_modules() -> None:
-    from condensekit.cli import evaluate, experts, registry
+    from condensekit.cli import evaluate, experts, registry, runs
 
-    for module in (registry, evaluate, experts):
+    for module in (registry, evaluate, experts, runs):
         module.register(app)
 
 

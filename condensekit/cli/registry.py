@@ -137,10 +137,11 @@ def tag(
 
 
 def check(
-    fix: Annotated[bool, typer.Option("--fix", help="Remove leftover and orphan files and dangling rows.")] = False,
+    fix: Annotated[bool, typer.Option(
+        "--fix", help="Remove leftover and orphan files, dangling rows and unreadable checkpoints.")] = False,
     registry: RegistryOpt = None,
 ) -> None:
-    """Verify the registry: leftover writes, orphan files, missing files, sha256 of every file."""
+    """Verify the registry: leftover writes, orphan files, missing files, sha256 of every file, run folders."""
     reg = _registry(registry)
     problems = reg.check(fix=fix)
     for problem in problems:

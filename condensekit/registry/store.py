@@ -6,6 +6,7 @@ Layout under the root (``--registry`` > ``$CONDENSEKIT_REGISTRY`` > ``./registry
     experts/<name>/v<N>.pt   one torch.save file per experts version
     index.sqlite             names, versions, aliases, evaluations
     tmp/                     files being written
+    runs/<run key>/          checkpoints of distillations not saved yet (condensekit.registry.runs)
 
 Write protocol (atomic, safe with concurrent writers): the file is written to
 ``tmp/<host>.<pid>.<uuid>.partial``, fsynced, and then, inside one ``BEGIN IMMEDIATE``
@@ -40,6 +41,7 @@ from condensekit.paths import registry_root
 from condensekit.registry import format as h5format
 from condensekit.registry.index import Index, INDEX_FILE
 from condensekit.registry.refs import Ref, closest, default_name, parse_ref, validate_alias, validate_name
+from condensekit.registry.runs import RemoveRuns, Removed, RunInfo, check_runs, list_runs, remove_runs
 from condensekit.synthetic import SyntheticSet
 
 KINDS: dict[str, tuple[str, str]] = {"set": ("sets", ".h5"), "experts": ("experts", ".pt")}
@@ -305,13 +307,26 @@ class Registry:
             })
         return out
 
+    # --- run folders ----------------------------------------------------------------------
+
+    def runs(self) -> list[RunInfo]:
+        """The run folders under ``runs/`` (distillations not saved yet: running, interrupted
+        or abandoned), most recently written first; see :mod:`condensekit.registry.runs`."""
+        return list_runs(self.root)
+
+    def remove_runs(self, request: RemoveRuns, now: float | None = None) -> Removed:
+        """Remove the run folders ``request`` selects; nothing is removed when it names an
+        unknown key (RegistryError) or a bad age (UsageError)."""
+        return remove_runs(self.root, request, now)
+
     # --- integrity ------------------------------------------------------------------------
 
     def check(self, fix: bool = False) -> list[str]:
         """Problems found: leftover temp files, files the index does not know, index rows
-        whose file is missing, and files whose sha256 differs from the index. ``fix=True``
-        removes the first three kinds; corrupted files are only reported (they may be the
-        only copy: restore them or ``condensekit rm`` them)."""
+        whose file is missing, files whose sha256 differs from the index, and run folders
+        with an unreadable checkpoint or the temp file of an interrupted checkpoint save.
+        ``fix=True`` removes all but corrupted files, which are only reported (they may be
+        the only copy: restore them or ``condensekit rm`` them)."""
         problems: list[str] = []
         done = " (removed)" if fix else ""
         for tmp in sorted((self.root / "tmp").glob(f"*{_PARTIAL}")):
@@ -319,6 +334,7 @@ class Registry:
                 problems.append(f"leftover temp file {self._rel(tmp)} from an interrupted write{done}")
                 if fix:
                     _unlink(tmp)
+        problems.extend(check_runs(self.root, fix=fix))
         index = self._db(create=False)
         if index is None:
             return problems
