@@ -21,7 +21,7 @@ from condensekit_datadam.attention import attention_loss
 
 from condensekit.backbones import create_backbone
 from condensekit.data import load_dataset
-from condensekit.distill import plan
+from condensekit.distill import DistillRequest, plan
 from condensekit.methods.common import frozen
 from condensekit.methods.matching import mean_discrepancy
 
@@ -39,7 +39,7 @@ def main() -> None:
     overrides = {"power": args.power, "loss_scale": args.loss_scale, "mmd_weight": args.mmd_weight,
                  "batch_real": args.batch_real}
     # The resolved config and the network (official: convnet-bn) exactly as `distill` picks them.
-    p = plan("datadam", "cifar10", args.ipc, preset=args.preset, config=overrides)
+    p = plan(DistillRequest("datadam", "cifar10", args.ipc, preset=args.preset, config=overrides, device="cpu"))
     cfg, info = p.config, p.dataset
     data = load_dataset(info.name)
     num = info.num_classes

@@ -64,9 +64,9 @@ def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool)
     times = [b - a for a, b in zip([start, *stamps[:-1]], stamps)][1:]
     # One more iteration under the FLOP counter (it slows execution, so it is not timed).
     ctx.iterations = 1
-    from condensekit.distill import _make_backbone_factory
+    from condensekit.distill import backbone_factory
 
-    ctx.make_backbone = _make_backbone_factory(ctx.backbone_name, ctx.dataset, ctx.device, compile=False)
+    ctx.make_backbone = backbone_factory(ctx.backbone_name, ctx.dataset, ctx.device, compile=False)
     counter = FlopCounterMode(display=False)
     with counter:
         instance.distill(ctx)

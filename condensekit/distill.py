@@ -1,19 +1,27 @@
-"""One distillation run, end to end: resolve the method, data and backbone, run, record.
+"""One distillation as four named steps: request -> plan -> run -> record.
 
-This is the library function behind ``condensekit distill``; the CLI only parses options
-and renders progress. Flow: plugin -> config -> dataset -> backbone -> (experts) ->
-``Method.distill(ctx)`` -> validated ``SyntheticSet`` with provenance -> registry.
+- :class:`DistillRequest`: what the user asked for (frozen; the CLI builds one from options).
+- :func:`plan`: everything resolved once, before any heavy work: the method and its config,
+  the dataset, the backbone, the experts the run will use, the run key, the output name.
+  Reads the registry, writes nothing; printable (``condensekit distill ... --dry-run``).
+- :func:`run`: the method's loop on this process's classes, with checkpoints and progress;
+  rank-aware (experts trained once by rank 0, classes gathered on rank 0).
+- :func:`record`: the registry write (rank 0), then the run's checkpoints are dropped.
+
+:func:`distill` chains the four for library callers (``condensekit.distill(...)``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import json
 import logging
+import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,111 +29,305 @@ import torch
 
 from condensekit import __version__, distributed, plugins, runtime
 from condensekit.checkpoints import FileCheckpointer, NoCheckpoints, run_key
-from condensekit.data.base import DatasetInfo, RealData
-from condensekit.errors import DatasetError, PluginError, UsageError
+from condensekit.data.base import DatasetInfo
+from condensekit.errors import PluginError, UsageError
+from condensekit.experts import ExpertsPlan, plan_experts, provide_experts
 from condensekit.methods.base import DistillContext, Method, ProgressCallback
-from condensekit.runtime import select_device
 from condensekit.synthetic import SyntheticSet
 
 log = logging.getLogger("condensekit.distill")
 
 DEFAULT_ITERATIONS = 1000
 DEFAULT_CHECKPOINT_EVERY = 100
+#: Written into each run's folder under ``<registry>/runs/<key>/`` (see docs/format.md).
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class DistillRequest:
+    """What the user asked for, as given: nothing here is resolved or checked yet."""
+
+    method: str
+    data: str
+    ipc: int
+    backbone: str | None = None
+    preset: str | None = None
+    config: Mapping[str, Any] = field(default_factory=dict)  # method config overrides (None = not given)
+    iterations: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    nproc: int = 1
+    name: str | None = None
+    resolution: int | None = None
+    data_root: str | None = None
+    registry: str | None = None  # registry root; None: nothing is saved, no checkpoints
+    resume: bool = False
+    checkpoint_every: int | None = None
+    experts: str | None = None  # an experts reference (--experts)
+    dtype: str = "float32"
+    compile: bool = False
+    command: tuple[str, ...] | None = None  # the command line, kept with the run's checkpoints
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything resolved once from a request; :meth:`as_dict` is what ``--dry-run`` prints."""
+
+    request: DistillRequest
+    method_cls: type[Method]
+    plugin: plugins.PluginInfo
+    config: Any  # the method's resolved config dataclass (what the registry records)
+    dataset: DatasetInfo
+    backbone: str
+    iterations: int
+    device: torch.device
+    rank: int
+    world_size: int
+    classes: tuple[int, ...]  # this process's classes
+    experts: ExpertsPlan | None
+    run_key: str
+    output_name: str | None  # the registry name the set is saved under (None: not saved)
+    checkpoint_every: int
+
+    @property
+    def ipc(self) -> int:
+        return self.request.ipc
+
+    @property
+    def registry_root(self) -> Path | None:
+        return None if self.request.registry is None else Path(self.request.registry)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Where this run's checkpoints live until its set is saved."""
+        root = self.registry_root
+        return None if root is None else root / "runs" / self.run_key
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.plugin.name,
+            "distribution": f"{self.plugin.distribution} {self.plugin.distribution_version}",
+            "method_version": self.method_cls.version,
+            "preset": self.request.preset or self.method_cls.default_preset,
+            "config": dataclasses.asdict(self.config),
+            "dataset": self.dataset.name,
+            "resolution": self.dataset.resolution,
+            "ipc": self.ipc,
+            "images": self.ipc * self.dataset.num_classes,
+            "backbone": self.backbone,
+            "iterations": self.iterations,
+            "seed": self.request.seed,
+            "device": str(self.device),
+            "world_size": self.world_size,
+            "classes": list(self.classes),
+            "experts": None if self.experts is None else self.experts.as_dict(),
+            "run_key": self.run_key,
+            "run_dir": None if self.run_dir is None else str(self.run_dir),
+            "resume": self.request.resume,
+            "checkpoint_every": self.checkpoint_every,
+            "registry": None if self.registry_root is None else str(self.registry_root),
+            "output_name": self.output_name,
+            "dtype": self.request.dtype,
+            "compile": self.request.compile,
+        }
 
 
 @dataclass
 class DistillResult:
+    """What :func:`run` produced on this process. On rank 0 ``synset`` is the whole set with
+    its provenance; on other ranks it is their share, and :func:`record` saves nothing."""
+
+    plan: Plan
     synset: SyntheticSet
-    version: Any | None  # registry.SetVersion when saved (rank 0 only)
+    experts_ref: str | None = None
+    version: Any | None = None  # registry.SetVersion once recorded (rank 0 only)
+
+    @property
+    def complete(self) -> bool:
+        return self.plan.rank == 0
 
 
-@dataclass
-class Plan:
-    """Everything resolved before any heavy work: validated, cheap, printable."""
+def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
+    """Resolve and validate ``request`` without loading data (fast; errors surface early).
 
-    method_cls: type[Method]
-    plugin: plugins.PluginInfo
-    method: Method
-    config: Any
-    dataset: DatasetInfo
-    ipc: int
-    iterations: int
-    backbone: str
-    seed: int
+    ``registry`` (a :class:`~condensekit.registry.Registry`) is read for experts; by default it
+    is opened at ``request.registry``.
+    """
+    from condensekit.backbones import check_backbone_name
+    from condensekit.data import dataset_info
+    from condensekit.registry.refs import default_name, validate_name
+
+    if request.ipc < 1:
+        raise UsageError(f"--ipc must be a positive number of images per class, got {request.ipc}")
+    if request.iterations is not None and request.iterations < 0:
+        raise UsageError(f"--iterations must be >= 0, got {request.iterations}")
+    if request.nproc < 1:
+        raise UsageError(f"--nproc must be >= 1, got {request.nproc}")
+    if request.checkpoint_every is not None and request.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {request.checkpoint_every}")
+    if request.resume and request.registry is None:
+        raise UsageError("--resume needs a registry (checkpoints live in it)")
+    if request.name is not None:
+        validate_name(request.name)
+    cls, info = plugins.load_method(request.method)
+    try:
+        config = cls.make_config(request.preset, **dict(request.config))
+    except TypeError as exc:
+        raise UsageError(f"invalid option for method {request.method!r}: {exc}") from None
+    ds = dataset_info(request.data, request.resolution)
+    config = cls(config).resolve_config(ds, request.ipc)
+    method = cls(config)
+    backbone = request.backbone or method.preferred_backbone(ds) or ds.default_backbone
+    check_backbone_name(backbone)
+    iterations = request.iterations
+    if iterations is None:
+        iterations = method.default_iterations(ds, request.ipc)
+    if iterations is None:
+        iterations = DEFAULT_ITERATIONS
+    group = distributed.current()
+    rank, world = (group.rank, group.world_size) if group is not None else (0, request.nproc)
+    if world > 1 and not cls.partitionable:
+        raise UsageError(
+            f"method {info.name!r} does not decompose over classes and cannot run on several "
+            f"processes; run it without --nproc/torchrun"
+        )
+    device = runtime.select_device(str(request.device))
+    if group is not None:
+        device = group.device(device)
+    if registry is None and request.registry is not None:
+        from condensekit.registry import Registry
+
+        registry = Registry(request.registry)
+    experts = None
+    experts_request = method.experts_request(ds)
+    if experts_request is None and request.experts:
+        raise UsageError(f"method {info.name!r} uses no experts; drop --experts")
+    if experts_request is not None:
+        experts = plan_experts(experts_request, ds, backbone, request.seed, registry, request.experts)
+    key = run_key(method=info.name, version=cls.version, data=ds.name, res=ds.resolution, ipc=request.ipc,
+                  backbone=backbone, seed=request.seed, config=dataclasses.asdict(config),
+                  experts=None if experts is None else experts.recipe_hash, world=world)
+    output_name = None
+    if request.registry is not None:
+        output_name = request.name or default_name(info.name, ds.name, f"ipc{request.ipc}")
+    every = DEFAULT_CHECKPOINT_EVERY if request.checkpoint_every is None else request.checkpoint_every
+    classes = tuple(distributed.partition(range(ds.num_classes), rank, world))
+    return Plan(request, cls, info, config, ds, backbone, iterations, device, rank, world, classes,
+                experts, key, output_name, every)
 
 
-def plan(
+def run(plan: Plan, *, progress: ProgressCallback | None = None,
+        notify: Callable[[str], None] | None = None) -> DistillResult:
+    """Distill this process's classes as planned; on rank 0 the result is the whole set.
+
+    Experts are provided first (loaded, or trained once by rank 0 and handed to the others);
+    the method's loop then runs with this run's checkpoints (``--resume`` continues them).
+    """
+    from condensekit.data import load_dataset
+    from condensekit.registry import Registry
+
+    notify = notify or (lambda message: log.info(message))
+    runtime.reuse_freed_memory()
+    group = distributed.current()
+    try:
+        registry = None if plan.registry_root is None else Registry(plan.registry_root)
+        ds = plan.dataset
+        real = load_dataset(ds.name, "train", ds.resolution, data_root=plan.request.data_root, device=plan.device)
+        make_backbone = backbone_factory(plan.backbone, ds, plan.device, plan.request.compile)
+        experts = None
+        if plan.experts is not None:
+            experts = provide_experts(plan.experts, real, registry, plan.device, group, notify,
+                                      plan.request.data_root)
+        checkpointer = _checkpointer(plan, notify)
+        ctx = DistillContext(
+            data=real,
+            dataset=ds,
+            ipc=plan.ipc,
+            iterations=plan.iterations,
+            backbone_name=plan.backbone,
+            make_backbone=make_backbone,
+            device=plan.device,
+            seed=plan.request.seed,
+            classes=list(plan.classes),
+            progress=progress or (lambda iteration, **metrics: None),
+            checkpoint=checkpointer,
+            experts=experts,
+            rank=plan.rank,
+            world_size=plan.world_size,
+        )
+        started = time.perf_counter()
+        synset = plan.method_cls(plan.config).distill(ctx)
+        _validate(synset, plan)
+        wall = time.perf_counter() - started
+        synset.images = synset.images.detach().float().cpu()
+        synset.labels = synset.labels.detach().long().cpu()
+        if synset.soft_labels is not None:
+            synset.soft_labels = synset.soft_labels.detach().float().cpu()
+        experts_ref = None if experts is None else experts.metadata.get("ref")
+        if group is not None:
+            wall = group.max_value(wall)
+            gathered = group.gather_set(synset, ds.num_classes)
+            if gathered is None:  # not rank 0: rank 0 holds the whole set
+                return DistillResult(plan, synset, experts_ref)
+            synset = gathered
+        synset.metadata = {**synset.metadata, **_provenance(plan, wall, experts_ref)}
+        return DistillResult(plan, synset, experts_ref)
+    except BaseException:
+        distributed.shutdown_owned()
+        raise
+
+
+def record(result: DistillResult) -> Any | None:
+    """Save a run's set in the registry (rank 0) and drop its checkpoints; every rank returns
+    once the set is saved. Returns the ``SetVersion`` on rank 0 with a registry, else None."""
+    plan = result.plan
+    group = distributed.current()
+    try:
+        version = None
+        if result.complete and plan.registry_root is not None:
+            from condensekit.registry import Registry
+
+            version = Registry(plan.registry_root).save(result.synset, name=plan.output_name,
+                                                        dtype=plan.request.dtype)
+            result.version = version
+        if plan.run_dir is not None and not result.complete:
+            # On another machine this rank's checkpoint may sit in a registry of its own.
+            _checkpoint_path(plan).unlink(missing_ok=True)
+        if group is not None:
+            group.finish_together()
+        if result.complete and plan.run_dir is not None:
+            shutil.rmtree(plan.run_dir, ignore_errors=True)
+        return version
+    finally:
+        distributed.shutdown_owned()
+
+
+def distill(
     method: str,
     data: str,
     ipc: int,
     *,
-    iterations: int | None = None,
-    backbone: str | None = None,
-    seed: int = 0,
-    preset: str | None = None,
-    config: dict[str, Any] | None = None,
-    resolution: int | None = None,
-) -> Plan:
-    """Resolve and validate a run without loading data (fast; errors surface early)."""
-    from condensekit.backbones import check_backbone_name
-    from condensekit.data import dataset_info
+    registry: Any | None = None,
+    progress: ProgressCallback | None = None,
+    notify: Callable[[str], None] | None = None,
+    **options: Any,
+) -> DistillResult:
+    """Distill ``ipc`` images per class of ``data`` with ``method`` and save the set in
+    ``registry`` (a ``Registry`` or its root; None saves nothing). ``options`` are the fields
+    of :class:`DistillRequest` (``iterations``, ``backbone``, ``seed``, ``config``, ...).
 
-    if ipc < 1:
-        raise UsageError(f"--ipc must be a positive number of images per class, got {ipc}")
-    if iterations is not None and iterations < 0:
-        raise UsageError(f"--iterations must be >= 0, got {iterations}")
-    cls, info = plugins.load_method(method)
-    try:
-        cfg = cls.make_config(preset, **(config or {}))
-    except TypeError as exc:
-        raise UsageError(f"invalid option for method {method!r}: {exc}") from None
-    method_obj = cls(cfg)
-    ds = dataset_info(data, resolution)
-    resolved = method_obj.resolve_config(ds, ipc)
-    method_obj.config = resolved
-    chosen = backbone or method_obj.preferred_backbone(ds) or ds.default_backbone
-    check_backbone_name(chosen)
-    its = iterations
-    if its is None:
-        its = method_obj.default_iterations(ds, ipc)
-    if its is None:
-        its = DEFAULT_ITERATIONS
-    return Plan(cls, info, method_obj, resolved, ds, ipc, its, chosen, seed)
+    Under torchrun each rank distills its share of the classes; rank 0 saves the set.
+    """
+    root = getattr(registry, "root", registry)
+    request = DistillRequest(method, data, ipc, registry=None if root is None else str(root),
+                             config=options.pop("config", None) or {}, **options)
+    result = run(plan(request, registry if hasattr(registry, "root") else None), progress=progress, notify=notify)
+    record(result)
+    return result
 
 
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _validate(synset: SyntheticSet, p: Plan, classes: Sequence[int]) -> None:
-    """A plugin that breaks the contract gets a PluginError naming what it returned."""
-    name = p.plugin.name
-    expected = len(classes) * p.ipc
-    ds = p.dataset
-    if not isinstance(synset, SyntheticSet):
-        raise PluginError(f"method {name!r} returned {type(synset).__name__}, not a SyntheticSet")
-    shape = (expected, ds.channels, ds.resolution, ds.resolution)
-    if tuple(synset.images.shape) != shape:
-        raise PluginError(f"method {name!r} returned images of shape {tuple(synset.images.shape)}, expected {shape}")
-    want = torch.tensor(list(classes)).repeat_interleave(p.ipc)
-    if not torch.equal(synset.labels.cpu().long(), want):
-        raise PluginError(f"method {name!r} returned labels that are not {p.ipc} per class in class-major order")
-    if not torch.isfinite(synset.images).all():
-        raise PluginError(f"method {name!r} returned non-finite pixel values")
-
-
-def _make_backbone_factory(name: str, ds: DatasetInfo, device: torch.device,
-                           compile: bool = False) -> Callable[[int], torch.nn.Module]:
+def backbone_factory(name: str, ds: DatasetInfo, device: torch.device,
+                     compile: bool = False) -> Callable[[int], torch.nn.Module]:
     """``seed -> fresh network on device``. With ``compile``, the network's ``embed``,
     ``intermediates`` and ``forward`` go through ``torch.compile``: the graph is compiled once
     per input shape and reused by every later network of the same architecture."""
@@ -145,185 +347,92 @@ def _make_backbone_factory(name: str, ds: DatasetInfo, device: torch.device,
     return make
 
 
-def _resolve_experts(p: Plan, real: RealData, registry: Any, experts_ref: str | None, device: torch.device,
-                     seed: int, notify: Callable[[str], None], data_root: Any = None) -> Any:
-    """The experts a method asked for: ``--experts REF``, else the latest matching experts in
-    the registry trained with the requested recipe, else freshly trained (and saved) ones."""
-    from condensekit import experts as experts_mod
-    from condensekit.data import load_dataset
-
-    request = p.method.experts_request()
-    if request is None:
-        if experts_ref:
-            raise UsageError(f"method {p.plugin.name!r} uses no experts; drop --experts")
-        return None
-    backbone = request.backbone or p.backbone
-    if experts_ref:
-        if registry is None:
-            raise UsageError("--experts needs a registry to load them from")
-        found = registry.load_experts(experts_ref)
-        experts_mod.check_experts_match(found, p.dataset, backbone, num=request.num)
-        return found
-    if registry is not None:
-        version = registry.find_experts(p.dataset.name, backbone, p.dataset.resolution, min_experts=request.num)
-        if version is not None:
-            found = registry.load_experts(version.ref)
-            if found.metadata.get("epochs") == request.epochs:
-                notify(f"using experts {version.ref} ({len(found)} experts)")
-                return found
-            notify(f"experts {version.ref} were trained for {found.metadata.get('epochs')} epochs, not "
-                   f"{request.epochs}: training new ones (pass --experts {version.ref} to use them anyway)")
-    estimate = experts_mod.estimate_expert_seconds(real, backbone, request.epochs, request.num, device)
-    notify(
-        f"no matching experts in the registry: training {request.num} {backbone} experts on "
-        f"{p.dataset.name} for {request.epochs} epochs first (about {estimate / 60:.1f} min)"
-    )
-    try:
-        test = load_dataset(p.dataset.name, "test", p.dataset.resolution, data_root=data_root, device=device)
-    except DatasetError:  # test accuracy is a courtesy; training needs only the train split
-        test = None
-    trained = experts_mod.train_experts(
-        real, backbone=backbone, num=request.num, epochs=request.epochs, seed=seed, device=device, test=test
-    )
-    if registry is not None:
-        version = registry.save_experts(trained)
-        trained.metadata["ref"] = version.ref
-        notify(f"saved experts as {version.ref}")
-    return trained
+def _checkpoint_path(plan: Plan) -> Path:
+    assert plan.run_dir is not None
+    suffix = f"-rank{plan.rank}" if plan.world_size > 1 else ""
+    return plan.run_dir / f"checkpoint{suffix}.pt"
 
 
-def distill(
-    method: str,
-    data: str,
-    ipc: int,
-    *,
-    iterations: int | None = None,
-    backbone: str | None = None,
-    seed: int = 0,
-    device: str | torch.device = "auto",
-    preset: str | None = None,
-    config: dict[str, Any] | None = None,
-    registry: Any | None = None,
-    name: str | None = None,
-    resume: bool = False,
-    checkpoint_every: int | None = None,
-    data_root: str | Path | None = None,
-    resolution: int | None = None,
-    progress: ProgressCallback | None = None,
-    experts: str | None = None,
-    dtype: str = "float32",
-    notify: Callable[[str], None] | None = None,
-    compile: bool = False,
-) -> DistillResult:
-    """Distill ``ipc`` images per class of ``data`` with ``method``; save to ``registry``.
+def _checkpointer(plan: Plan, notify: Callable[[str], None]) -> Any:
+    """This rank's checkpoint file in the run's folder (rank 0 also describes the run there)."""
+    run_dir = plan.run_dir
+    if run_dir is None:
+        return NoCheckpoints()
+    checkpointer = FileCheckpointer(_checkpoint_path(plan), every=plan.checkpoint_every,
+                                    resume=plan.request.resume)
+    if plan.request.resume and not checkpointer.exists():
+        notify("no checkpoint of this run to resume from: starting from iteration 0")
+    if plan.rank == 0 and plan.checkpoint_every:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        description = {
+            "key": plan.run_key, "method": plan.plugin.name, "dataset": plan.dataset.name, "ipc": plan.ipc,
+            "name": plan.output_name, "iterations": plan.iterations,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": None if plan.request.command is None else list(plan.request.command),
+        }
+        path = run_dir / RUN_FILE
+        if not path.exists():  # a resumed run keeps its first description
+            path.write_text(json.dumps(description, indent=1))
+    return checkpointer
 
-    In a class-parallel run (``torch.distributed`` initialized, see ``condensekit.distributed``)
-    each rank distills its share of the classes and rank 0 gathers and saves the set; every rank
-    returns once it is saved.
-    """
-    from condensekit.data import load_dataset
 
-    notify = notify or (lambda message: log.info(message))
-    runtime.reuse_freed_memory()
-    p = plan(method, data, ipc, iterations=iterations, backbone=backbone, seed=seed, preset=preset,
-             config=config, resolution=resolution)
-    group = distributed.current()
-    if group is not None and not p.method_cls.partitionable:
-        raise UsageError(
-            f"method {p.plugin.name!r} does not decompose over classes and cannot run on several "
-            f"processes; run it without --nproc/torchrun"
-        )
-    if resume and registry is None:
-        raise UsageError("--resume needs a registry (checkpoints live in it)")
-    dev = torch.device(device) if isinstance(device, torch.device) else select_device(device)
-    if group is not None:
-        dev = group.device(dev)
-    real = load_dataset(p.dataset.name, "train", p.dataset.resolution, data_root=data_root, device=dev)
-    make_backbone = _make_backbone_factory(p.backbone, p.dataset, dev, compile)
-    found_experts = None
-    if p.method.experts_request() is not None or experts:
-        # Experts are resolved (or trained) once, by every rank alike: training is seeded.
-        found_experts = _resolve_experts(p, real, registry, experts, dev, seed, notify, data_root)
-    classes = list(range(p.dataset.num_classes))
-    rank, world = 0, 1
-    if group is not None:
-        rank, world = group.rank, group.world_size
-        classes = distributed.partition(classes, rank, world)
-    config_dict = dataclasses.asdict(p.config)
-    key = run_key(method=p.plugin.name, version=p.method_cls.version, data=p.dataset.name,
-                  res=p.dataset.resolution, ipc=ipc, backbone=p.backbone, seed=seed, config=config_dict,
-                  experts=None if found_experts is None else found_experts.metadata.get("ref"), world=world)
-    every = DEFAULT_CHECKPOINT_EVERY if checkpoint_every is None else checkpoint_every
-    if registry is not None:
-        suffix = f"-rank{rank}" if world > 1 else ""
-        checkpointer: Any = FileCheckpointer(
-            Path(registry.root) / "runs" / key / f"checkpoint{suffix}.pt", every=every, resume=resume
-        )
-        if resume and not checkpointer.exists():
-            notify("no checkpoint of this run to resume from: starting from iteration 0")
-    else:
-        checkpointer = NoCheckpoints()
-    ctx = DistillContext(
-        data=real,
-        dataset=p.dataset,
-        ipc=ipc,
-        iterations=p.iterations,
-        backbone_name=p.backbone,
-        make_backbone=make_backbone,
-        device=dev,
-        seed=seed,
-        classes=classes,
-        progress=progress or (lambda iteration, **metrics: None),
-        checkpoint=checkpointer,
-        experts=found_experts,
-        rank=rank,
-        world_size=world,
-    )
-    started = time.perf_counter()
-    synset = p.method.distill(ctx)
-    _validate(synset, p, classes)
-    wall = time.perf_counter() - started
-    synset.images = synset.images.detach().float().cpu()
-    synset.labels = synset.labels.detach().long().cpu()
-    if synset.soft_labels is not None:
-        synset.soft_labels = synset.soft_labels.detach().float().cpu()
-    if group is not None:
-        gathered = group.gather_set(synset, p.dataset.num_classes)
-        wall = group.max_value(wall)
-        if gathered is None:  # not rank 0: rank 0 writes the registry exactly once
-            if isinstance(checkpointer, FileCheckpointer):
-                checkpointer.discard()
-            group.finish_together()
-            return DistillResult(synset=synset, version=None)
-        synset = gathered
-    synset.metadata = {
-        **synset.metadata,
-        **p.dataset.as_metadata(),
-        "method": p.plugin.name,
-        "method_version": p.method_cls.version,
-        "distribution": p.plugin.distribution,
-        "distribution_version": p.plugin.distribution_version,
-        "plugin_api": p.method_cls.plugin_api,
+def _validate(synset: SyntheticSet, plan: Plan) -> None:
+    """A plugin that breaks the contract gets a PluginError naming what it returned."""
+    name = plan.plugin.name
+    classes = plan.classes
+    ds = plan.dataset
+    if not isinstance(synset, SyntheticSet):
+        raise PluginError(f"method {name!r} returned {type(synset).__name__}, not a SyntheticSet")
+    shape = (len(classes) * plan.ipc, ds.channels, ds.resolution, ds.resolution)
+    if tuple(synset.images.shape) != shape:
+        raise PluginError(f"method {name!r} returned images of shape {tuple(synset.images.shape)}, expected {shape}")
+    want = torch.tensor(list(classes)).repeat_interleave(plan.ipc)
+    if not torch.equal(synset.labels.cpu().long(), want):
+        raise PluginError(f"method {name!r} returned labels that are not {plan.ipc} per class in class-major order")
+    if not torch.isfinite(synset.images).all():
+        raise PluginError(f"method {name!r} returned non-finite pixel values")
+
+
+def _provenance(plan: Plan, wall: float, experts_ref: str | None) -> dict[str, Any]:
+    """What the registry keeps about how a set was made."""
+    return {
+        **plan.dataset.as_metadata(),
+        "method": plan.plugin.name,
+        "method_version": plan.method_cls.version,
+        "distribution": plan.plugin.distribution,
+        "distribution_version": plan.plugin.distribution_version,
+        "plugin_api": plan.method_cls.plugin_api,
         "condensekit_version": __version__,
         "git_commit": _git_commit(),
-        "ipc": ipc,
-        "seed": seed,
-        "config": config_dict,
-        "preset": preset or p.method_cls.default_preset,
-        "backbone": p.backbone,
-        "device": str(dev),
-        "world_size": world,
-        "compiled": compile,
+        "ipc": plan.ipc,
+        "seed": plan.request.seed,
+        "config": dataclasses.asdict(plan.config),
+        "preset": plan.request.preset or plan.method_cls.default_preset,
+        "backbone": plan.backbone,
+        "device": str(plan.device),
+        "world_size": plan.world_size,
+        "compiled": plan.request.compile,
         "wall_time_s": round(wall, 3),
-        "iterations": p.iterations,
-        "experts": None if found_experts is None else found_experts.metadata.get("ref"),
+        "iterations": plan.iterations,
+        "experts": experts_ref,
+        "experts_recipe": None if plan.experts is None else plan.experts.recipe_hash,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    version = None
-    if registry is not None:
-        version = registry.save(synset, name=name, dtype=dtype)
-        if isinstance(checkpointer, FileCheckpointer):
-            checkpointer.discard()
-    if group is not None:
-        group.finish_together()
-    return DistillResult(synset=synset, version=version)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+__all__: Sequence[str] = ["DistillRequest", "Plan", "DistillResult", "plan", "run", "record", "distill",
+                          "backbone_factory"]

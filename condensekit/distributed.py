@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -68,15 +69,27 @@ class Group:
         """
         dist.barrier()
 
+    def broadcast(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (the other ranks wait here until rank 0 sends)."""
+        box = [value if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
     def max_value(self, value: float) -> float:
         tensor = torch.tensor([value], dtype=torch.float64)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return float(tensor.item())
 
 
+#: True once this module initialized the process group (from torchrun's environment), so
+#: that it tears down only a group it made, never one a library caller made.
+_owned = False
+
+
 def current() -> Group | None:
     """The process group of a multi-process run, initializing it from torchrun's
     environment on first use; None in an ordinary single-process run."""
+    global _owned
     if not dist.is_available():
         return None
     if not dist.is_initialized():
@@ -84,14 +97,18 @@ def current() -> Group | None:
             return None
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend=backend)
+        _owned = True
     if dist.get_world_size() <= 1:
         return None
     return Group()
 
 
-def shutdown() -> None:
-    if dist.is_available() and dist.is_initialized():
+def shutdown_owned() -> None:
+    """Tear down the process group if :func:`current` made it (end of a run, or its failure)."""
+    global _owned
+    if _owned and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    _owned = False
 
 
 def torchrun_command(nproc: int, args: Sequence[str]) -> list[str]:

@@ -17,6 +17,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 import typing
@@ -223,6 +224,7 @@ def train_experts(
         "init_seeds": init_seeds,
         "train_seeds": train_seeds,
         "recipe": protocol.as_dict(),
+        "recipe_hash": recipe_hash(info.name, info.resolution, backbone, num, epochs, seed, protocol.as_dict()),
         "test_accuracy": accuracies,
         "train_images": len(data),
         "num_classes": info.num_classes,
@@ -307,22 +309,155 @@ def _duration(seconds: float) -> str:
 def check_experts_match(experts: Experts, dataset: "DatasetInfo", backbone: str, num: int | None = None) -> None:
     """Raise a one-line :class:`UsageError` when ``experts`` were not trained for this run
     (another dataset, resolution or backbone) or hold fewer than ``num`` experts."""
+    _check_match(experts.metadata.get("ref"), experts.dataset, experts.resolution, experts.backbone, len(experts),
+                 dataset, backbone, num)
+
+
+def _check_match(ref: str | None, trained_on: str, resolution: int, trained_backbone: str, count: int,
+                 dataset: "DatasetInfo", backbone: str, num: int | None) -> None:
     problems = []
-    if experts.dataset != dataset.name:
-        problems.append(f"dataset {experts.dataset}, not {dataset.name}")
-    if experts.resolution != dataset.resolution:
-        problems.append(f"resolution {experts.resolution}px, not {dataset.resolution}px")
-    if experts.backbone != backbone:
-        problems.append(f"backbone {experts.backbone}, not {backbone}")
-    ref = experts.metadata.get("ref")
+    if trained_on != dataset.name:
+        problems.append(f"dataset {trained_on}, not {dataset.name}")
+    if resolution != dataset.resolution:
+        problems.append(f"resolution {resolution}px, not {dataset.resolution}px")
+    if trained_backbone != backbone:
+        problems.append(f"backbone {trained_backbone}, not {backbone}")
     label = f"experts {ref}" if ref else "the experts"
     if problems:
         raise UsageError(
             f"{label} do not match this run ({'; '.join(problems)}); pass experts trained for it "
             f"(condensekit list experts) or omit --experts to train new ones"
         )
-    if num is not None and len(experts) < num:
+    if num is not None and count < num:
         raise UsageError(
-            f"{label} hold {len(experts)} experts but {num} are needed; lower the number of experts or "
+            f"{label} hold {count} experts but {num} are needed; lower the number of experts or "
             f"train more with condensekit experts train"
         )
+
+
+# --- recipes, planning and providing experts for a distillation -------------------------
+
+#: What a method gets when it asks for experts without naming a recipe and none are stored.
+DEFAULT_NUM = 5
+
+
+def recipe_hash(dataset: str, resolution: int, backbone: str, num: int, epochs: int, seed: int,
+                protocol: dict[str, Any]) -> str:
+    """A short hash of everything that determines trained experts: two experts versions with
+    the same hash hold the same networks (training is seeded)."""
+    import json
+
+    identity = {"dataset": dataset, "resolution": int(resolution), "backbone": backbone, "num": int(num),
+                "epochs": int(epochs), "seed": int(seed), "protocol": protocol}
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def stored_recipe_hash(metadata: dict[str, Any], dataset: str, resolution: int, backbone: str) -> str | None:
+    """The recipe hash of stored experts, from their metadata (computed for experts saved
+    before the hash was recorded); None when the metadata does not say how they were trained."""
+    if metadata.get("recipe_hash"):
+        return str(metadata["recipe_hash"])
+    try:
+        return recipe_hash(dataset, resolution, backbone, int(metadata["num"]), int(metadata["epochs"]),
+                           int(metadata["seed"]), metadata["recipe"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class ExpertsPlan:
+    """How a run gets its experts, decided before any work: load the stored version ``ref``,
+    or train ``num`` x ``epochs`` with ``seed`` (and save them when there is a registry).
+    ``recipe_hash`` identifies the networks either way, so it is part of the run key."""
+
+    dataset: str
+    resolution: int
+    backbone: str
+    recipe_hash: str
+    ref: str | None = None  # stored experts to load
+    num: int | None = None  # to train (None when loading)
+    epochs: int | None = None
+    seed: int | None = None
+    reason: str = ""  # one line for the user: why these experts
+
+    @property
+    def train(self) -> bool:
+        return self.ref is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def plan_experts(request: Any, dataset: "DatasetInfo", backbone: str, seed: int, registry: Any,
+                 explicit_ref: str | None = None) -> ExpertsPlan:
+    """Decide which experts a run uses (reads the registry, writes nothing).
+
+    ``request`` is the method's :class:`~condensekit.methods.base.ExpertsRequest`.
+    - ``--experts REF``: those, checked against the run (dataset, resolution, backbone, count).
+    - A request that names a recipe (``num`` or ``epochs``): the newest stored experts whose
+      full recipe (dataset, resolution, backbone, count, epochs, seed, optimizer and
+      augmentation) hashes the same, else train that recipe.
+    - No recipe named: the newest stored experts for dataset x backbone x resolution, else the
+      default recipe (``DEFAULT_NUM`` experts, the method's default epochs).
+    """
+    name = request.backbone or backbone
+    if explicit_ref:
+        if registry is None:
+            raise UsageError("--experts needs a registry to load them from")
+        version, meta = registry.experts_metadata(explicit_ref)
+        _check_match(version.ref, meta["dataset"], int(meta["resolution"]), meta["backbone"],
+                     int(meta["num_experts"]), dataset, name, request.num)
+        digest = stored_recipe_hash(meta, dataset.name, dataset.resolution, name) or version.sha256[:16]
+        return ExpertsPlan(dataset.name, dataset.resolution, name, digest, ref=version.ref,
+                           reason=f"using experts {version.ref} (--experts)")
+    explicit = request.num is not None or request.epochs is not None
+    num = request.num if request.num is not None else DEFAULT_NUM
+    epochs = request.epochs if request.epochs is not None else request.default_epochs
+    _check_counts(num, epochs)
+    wanted = recipe_hash(dataset.name, dataset.resolution, name, num, epochs, seed,
+                         expert_protocol(dataset.resolution, epochs).as_dict())
+    if registry is not None:
+        for version, meta in registry.experts_versions(dataset.name, name, dataset.resolution):
+            digest = stored_recipe_hash(meta, dataset.name, dataset.resolution, name)
+            if explicit and digest != wanted:
+                continue
+            recipe = f"{meta.get('num_experts')} x {meta.get('epochs')} epochs, seed {meta.get('seed')}"
+            why = "same recipe" if explicit else "newest for this dataset and backbone"
+            return ExpertsPlan(dataset.name, dataset.resolution, name, digest or version.sha256[:16],
+                               ref=version.ref, reason=f"using experts {version.ref} ({recipe}; {why})")
+    what = "with the requested recipe" if explicit else "for this dataset and backbone"
+    return ExpertsPlan(dataset.name, dataset.resolution, name, wanted, num=num, epochs=epochs, seed=seed,
+                       reason=f"no stored experts {what}: training {num} {name} experts for {epochs} epochs first")
+
+
+def provide_experts(plan: ExpertsPlan, real: "RealData", registry: Any, device: torch.device, group: Any,
+                    notify: Callable[[str], None], data_root: Any = None) -> Experts:
+    """The planned experts on every rank: loaded, or trained once by rank 0 (and saved when
+    there is a registry) while the other ranks wait, then handed to them."""
+    rank0 = group is None or group.rank == 0
+    if not plan.train:
+        notify(plan.reason)
+        return registry.load_experts(plan.ref)
+    trained = None
+    if rank0:
+        from condensekit.data import load_dataset
+        from condensekit.errors import DatasetError
+
+        assert plan.num is not None and plan.epochs is not None and plan.seed is not None
+        estimate = estimate_expert_seconds(real, plan.backbone, plan.epochs, plan.num, device)
+        notify(f"{plan.reason} (about {_duration(estimate)})")
+        try:
+            test = load_dataset(plan.dataset, "test", plan.resolution, data_root=data_root, device=device)
+        except DatasetError:  # test accuracy is a courtesy; training needs only the train split
+            test = None
+        trained = train_experts(real, backbone=plan.backbone, num=plan.num, epochs=plan.epochs, seed=plan.seed,
+                                device=device, test=test)
+        if registry is not None:
+            version = registry.save_experts(trained)
+            trained.metadata["ref"] = version.ref
+            notify(f"saved experts as {version.ref}")
+    if group is not None:
+        trained = group.broadcast(trained)
+    assert trained is not None
+    return trained

@@ -64,3 +64,17 @@ def test_unpartitionable_method_is_refused(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "does not decompose over classes" in result.stderr
     assert Registry(tmp_path / "registry").list_sets() == []
+
+
+def test_two_processes_train_and_store_one_experts_version(tmp_path: Path) -> None:
+    # No experts stored yet: rank 0 trains them once, rank 1 waits and receives the same ones.
+    registry = Registry(tmp_path / "registry")
+    result = _two_process_run("dance", registry.root, [
+        "--res", "16", "--ipc", "1", "--num-experts", "1", "--expert-epochs", "1", "--batch-real", "16",
+    ])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [(row["name"], row["versions"]) for row in registry.list_experts()] == [("cifar10-mini-convnet-16", [1])]
+    parallel = registry.load("dance-parallel")
+    assert parallel.metadata["experts"] == "cifar10-mini-convnet-16:v1"
+    assert parallel.metadata["world_size"] == 2
+    assert not (registry.root / "runs").exists() or not any((registry.root / "runs").iterdir())

@@ -20,8 +20,13 @@ from condensekit.experts import (
     check_experts_match,
     estimate_expert_seconds,
     expert_protocol,
+    plan_experts,
+    recipe_hash,
+    stored_recipe_hash,
     train_experts,
 )
+from condensekit.methods.base import ExpertsRequest
+from condensekit.registry import Registry
 
 DATASET = "cifar10-mini"
 #: The real CIFAR-10 subset at 16 px and batch 16: one epoch trains experts well above chance
@@ -53,9 +58,9 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Experts
     with contextlib.redirect_stdout(capture):
         code = run(["experts", "train", "--data", DATASET, "--res", str(RES), "--batch", str(BATCH), "--num", "1",
                     "--epochs", "1", "--device", "cpu", "--seed", "3", "--registry", str(root), "--json"])
-    found = Registry(root).find_experts(DATASET, "convnet", RES)
-    assert code == 0 and found is not None, capture.getvalue()
-    return code, capture.getvalue(), Registry(root).load_experts(found.ref), root
+    found = Registry(root).experts_versions(DATASET, "convnet", RES)
+    assert code == 0 and len(found) == 1, capture.getvalue()
+    return code, capture.getvalue(), Registry(root).load_experts(found[0][0].ref), root
 
 
 def _states_equal(a: dict, b: dict) -> bool:
@@ -207,3 +212,67 @@ def test_cli_refuses_zero_experts(registry_root, capsys: pytest.CaptureFixture) 
     err = capsys.readouterr().err
     assert code == 2
     assert "number of experts must be >= 1" in err
+
+
+# --- planning which experts a run uses ------------------------------------------------
+
+def _stored(registry: Registry, num: int, epochs: int, seed: int = 0) -> str:
+    """Experts saved with the metadata ``train_experts`` records (weights are placeholders:
+    planning reads only the index)."""
+    states = [{"w": torch.zeros(1)} for _ in range(num)]
+    recipe = expert_protocol(RES, epochs).as_dict()
+    metadata = {"num": num, "epochs": epochs, "seed": seed, "recipe": recipe}
+    experts = Experts(DATASET, "convnet", RES, initial=states, trained=states, metadata=metadata)
+    return registry.save_experts(experts).ref
+
+
+def test_recipe_hash_of_old_metadata_equals_the_recorded_one() -> None:
+    recipe = expert_protocol(RES, 3).as_dict()
+    metadata = {"num": 2, "epochs": 3, "seed": 1, "recipe": recipe}
+    assert stored_recipe_hash(metadata, DATASET, RES, "convnet") == recipe_hash(DATASET, RES, "convnet", 2, 3, 1, recipe)
+
+
+def test_no_recipe_named_uses_the_newest_stored_experts(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    _stored(registry, num=3, epochs=5)
+    newest = _stored(registry, num=2, epochs=1)
+    planned = plan_experts(ExpertsRequest(), dataset_info(DATASET, RES), "convnet", 0, registry)
+    assert not planned.train and planned.ref == newest
+    assert planned.reason.startswith(f"using experts {newest} (2 x 1 epochs, seed 0; newest")
+
+
+def test_no_recipe_and_nothing_stored_trains_the_default_recipe(tmp_path: Path) -> None:
+    planned = plan_experts(ExpertsRequest(default_epochs=7), dataset_info(DATASET, RES), "convnet", 4,
+                           Registry(tmp_path))
+    assert planned.train and (planned.num, planned.epochs, planned.seed) == (5, 7, 4)
+
+
+def test_a_named_recipe_reuses_only_experts_with_the_same_recipe(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    same = _stored(registry, num=2, epochs=3)
+    _stored(registry, num=2, epochs=4)  # newer, another recipe
+    planned = plan_experts(ExpertsRequest(num=2, epochs=3), dataset_info(DATASET, RES), "convnet", 0, registry)
+    assert planned.ref == same
+
+
+def test_a_named_recipe_with_another_seed_trains_new_experts(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    _stored(registry, num=2, epochs=3, seed=0)
+    planned = plan_experts(ExpertsRequest(num=2, epochs=3), dataset_info(DATASET, RES), "convnet", 1, registry)
+    assert planned.train and planned.seed == 1
+
+
+def test_the_recipe_hash_identifies_stored_and_trained_experts_alike(tmp_path: Path) -> None:
+    # A run that trained its experts and its resumed run (which finds them stored) share a key.
+    registry = Registry(tmp_path)
+    to_train = plan_experts(ExpertsRequest(num=2, epochs=3), dataset_info(DATASET, RES), "convnet", 0, registry)
+    _stored(registry, num=2, epochs=3)
+    stored = plan_experts(ExpertsRequest(num=2, epochs=3), dataset_info(DATASET, RES), "convnet", 0, registry)
+    assert to_train.train and not stored.train and to_train.recipe_hash == stored.recipe_hash
+
+
+def test_trained_experts_record_their_recipe_hash(two_small: tuple) -> None:
+    experts = two_small[0]
+    meta = experts.metadata
+    assert meta["recipe_hash"] == recipe_hash(DATASET, RES, "convnet", meta["num"], meta["epochs"], meta["seed"],
+                                              meta["recipe"])

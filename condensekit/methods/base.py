@@ -47,11 +47,19 @@ class Checkpointer(Protocol):
 
 @dataclass(frozen=True)
 class ExpertsRequest:
-    """What a method asks core to provide as ``ctx.experts`` (trained real-data models)."""
+    """What a method asks core to provide as ``ctx.experts`` (trained real-data models).
 
-    num: int
-    epochs: int
+    Leave ``num`` and ``epochs`` None unless the user asked for a recipe: core then uses the
+    newest stored experts for the dataset x backbone x resolution, and trains the default
+    recipe (5 experts, ``default_epochs``) only when none are stored. Naming either one asks
+    for exactly that recipe (with the run's seed): stored experts are reused only when their
+    whole recipe matches.
+    """
+
+    num: int | None = None
+    epochs: int | None = None
     backbone: str | None = None  # None: the run's backbone
+    default_epochs: int = 60
 
 
 @dataclass
@@ -137,8 +145,9 @@ class Method:
         default). ``--backbone`` always wins."""
         return None
 
-    def experts_request(self) -> ExpertsRequest | None:
-        """Return a request when the method needs trained experts in ``ctx.experts``."""
+    def experts_request(self, dataset: DatasetInfo) -> ExpertsRequest | None:
+        """Return a request when the method needs trained experts in ``ctx.experts`` (called
+        with the resolved config, before any work: core plans which experts the run uses)."""
         return None
 
     def distill(self, ctx: DistillContext) -> SyntheticSet:

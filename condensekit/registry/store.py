@@ -278,18 +278,24 @@ class Registry:
                        resolution=int(payload["resolution"]), initial=payload["initial"],
                        trained=payload["trained"], metadata=metadata)
 
-    def find_experts(self, dataset: str, backbone: str, resolution: int,
-                     min_experts: int = 1) -> SetVersion | None:
-        """The most recent experts for (dataset, backbone, resolution) with at least
-        ``min_experts`` experts, or None."""
+    def experts_versions(self, dataset: str, backbone: str, resolution: int) -> list[tuple[SetVersion, dict[str, Any]]]:
+        """Every experts version for (dataset, backbone, resolution), newest first, with its
+        index metadata (recipe, seed, counts): enough to choose one without loading weights."""
         index = self._db(create=False)
         if index is None:
-            return None
-        row = index.row(
+            return []
+        rows = index.rows(
             "SELECT * FROM versions WHERE kind = 'experts' AND dataset = ? AND backbone = ? "
-            "AND resolution = ? AND size >= ? ORDER BY id DESC LIMIT 1",
-            (dataset, backbone, int(resolution), int(min_experts)))
-        return None if row is None else self._version(row)
+            "AND resolution = ? ORDER BY id DESC",
+            (dataset, backbone, int(resolution)))
+        return [(self._version(row), _row_metadata(row)) for row in rows]
+
+    def experts_metadata(self, ref: str) -> tuple[SetVersion, dict[str, Any]]:
+        """The version ``ref`` resolves to and its index metadata (no weights are read)."""
+        found = self.resolve(ref, kind="experts")
+        index = self._db(create=False)
+        row = None if index is None else index.version("experts", found.name, found.version)
+        return found, _row_metadata(row or {})
 
     def list_experts(self) -> list[dict[str, Any]]:
         index = self._db(create=False)
@@ -429,12 +435,17 @@ class Registry:
         return path.relative_to(self.root).as_posix()
 
 
-def _experts_recipe(row: dict[str, Any]) -> dict[str, Any]:
-    """Epochs and mean test accuracy (in %, as recorded) of an experts version, from its index metadata."""
+def _row_metadata(row: dict[str, Any]) -> dict[str, Any]:
     try:
         meta = json.loads(row.get("metadata") or "{}")
     except ValueError:
-        meta = {}
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _experts_recipe(row: dict[str, Any]) -> dict[str, Any]:
+    """Epochs and mean test accuracy (in %, as recorded) of an experts version, from its index metadata."""
+    meta = _row_metadata(row)
     scores = [a for a in meta.get("test_accuracy") or [] if isinstance(a, (int, float))]
     return {"epochs": meta.get("epochs"),
             "test_accuracy": round(sum(scores) / len(scores), 2) if scores else None}

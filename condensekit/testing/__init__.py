@@ -56,7 +56,7 @@ def make_context(
 ) -> DistillContext:
     """A real context on CPU: real data, the dataset's backbone, optional checkpoints."""
     from condensekit.data import dataset_info, load_dataset
-    from condensekit.distill import _make_backbone_factory
+    from condensekit.distill import backbone_factory
 
     info = dataset_info(dataset, resolution)
     dev = torch.device(device)
@@ -71,7 +71,7 @@ def make_context(
         ipc=ipc,
         iterations=iterations,
         backbone_name=name,
-        make_backbone=_make_backbone_factory(name, info, dev, compile),
+        make_backbone=backbone_factory(name, info, dev, compile),
         device=dev,
         seed=seed,
         classes=list(range(info.num_classes)) if classes is None else list(classes),

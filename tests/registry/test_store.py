@@ -114,7 +114,7 @@ def test_unknown_references_list_the_closest_names(reg: Registry, synset_factory
 def test_reading_an_absent_registry_creates_nothing(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "nowhere")
     assert reg.list_sets() == [] and reg.list_experts() == [] and reg.check() == []
-    assert reg.find_experts("cifar10", "convnet", 32) is None
+    assert reg.experts_versions("cifar10", "convnet", 32) == []
     with pytest.raises(RegistryError, match="empty"):
         reg.resolve("anything")
     assert not (tmp_path / "nowhere").exists()
@@ -185,9 +185,10 @@ def test_experts_round_trip_and_lookup(reg: Registry) -> None:
     for got, want in zip(loaded.trained + loaded.initial, experts.trained + experts.initial):
         assert all(torch.equal(got[k], want[k]) for k in want)
     newer = reg.save_experts(_experts(n=3), name="cifar10-convnet")
-    assert reg.find_experts("cifar10", "convnet", 32) == newer
-    assert reg.find_experts("cifar10", "convnet", 32, min_experts=4) is None
-    assert reg.find_experts("cifar10", "convnet", 64) is None
+    found = reg.experts_versions("cifar10", "convnet", 32)
+    assert [version for version, _ in found] == [newer, saved]  # newest first
+    assert [meta["num_experts"] for _, meta in found] == [3, 2]
+    assert reg.experts_versions("cifar10", "convnet", 64) == []
     [row] = reg.list_experts()
     assert (row["name"], row["versions"], row["experts"], row["resolution"]) == ("cifar10-convnet", [1, 2], 3, 32)
     assert reg.list_sets() == []  # experts and sets are separate kinds

@@ -110,11 +110,26 @@ def test_config_resolves_the_official_auto_values() -> None:
 
     method = DANCE()
     cfg = method.resolve_config(dataset_info("cifar10-mini"), 10)
-    assert cfg.lr_img == pytest.approx(0.1) and cfg.expert_epochs == 60 and cfg.init == "mix"
-    assert method.experts_request().num == 5 and method.experts_request().epochs == 60
+    assert cfg.lr_img == pytest.approx(0.1) and cfg.init == "mix"
     assert method.default_iterations(dataset_info("cifar10-mini"), 10) == 10000
     plain = DANCE(DANCE.make_config(factor=1)).resolve_config(dataset_info("cifar10-mini"), 1)
     assert plain.init == "real" and plain.lr_img == pytest.approx(0.01)
+
+
+def test_experts_request_names_no_recipe_unless_asked() -> None:
+    from condensekit.data import dataset_info
+
+    request = DANCE().experts_request(dataset_info("cifar10-mini"))
+    assert (request.num, request.epochs, request.default_epochs) == (None, None, 60)
+    high = DANCE().experts_request(dataset_info("imagenette"))
+    assert high.default_epochs == 80
+
+
+def test_a_named_expert_count_or_epochs_is_a_recipe() -> None:
+    from condensekit.data import dataset_info
+
+    request = DANCE(DANCE.make_config(num_experts=2, expert_epochs=3)).experts_request(dataset_info("cifar10-mini"))
+    assert (request.num, request.epochs) == (2, 3)
 
 
 def test_bad_options_are_refused_in_one_line() -> None:

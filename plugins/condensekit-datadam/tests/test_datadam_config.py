@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from condensekit.data import dataset_info
-from condensekit.distill import plan
+from condensekit.distill import DistillRequest, plan
 from condensekit.errors import UsageError
 from condensekit_datadam.method import DataDAM
 
@@ -62,14 +62,14 @@ def test_explicit_values_override_the_preset() -> None:
 
 
 def test_plan_takes_backbone_and_iterations_from_the_preset() -> None:
-    official = plan("datadam", "cifar10-mini", 10, preset="official")
+    official = plan(DistillRequest("datadam", "cifar10-mini", 10, preset="official"))
     assert (official.backbone, official.iterations) == ("convnet-bn", 20000)
-    paper = plan("datadam", "cifar10-mini", 10, preset="paper")
+    paper = plan(DistillRequest("datadam", "cifar10-mini", 10, preset="paper"))
     assert (paper.backbone, paper.iterations) == ("convnet", 8000)
 
 
 def test_explicit_backbone_and_iterations_win_over_the_preset() -> None:
-    p = plan("datadam", "cifar10-mini", 10, preset="official", backbone="convnet", iterations=7)
+    p = plan(DistillRequest("datadam", "cifar10-mini", 10, preset="official", backbone="convnet", iterations=7))
     assert (p.backbone, p.iterations) == ("convnet", 7)
 
 
