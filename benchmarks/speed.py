@@ -48,17 +48,16 @@ def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool)
 
     stamps: list[float] = []
     cls, _ = plugins.load_method(method)
-    instance = cls(cls.make_config(**config))
     from condensekit.data import dataset_info
 
+    instance = cls.configured(dataset_info("cifar10"), ipc, **config)
     backbone = instance.preferred_backbone(dataset_info("cifar10"))  # e.g. DataDAM official: convnet-bn
     ctx = make_context("cifar10", ipc=ipc, iterations=iterations, device="cuda" if torch.cuda.is_available() else "cpu",
                        backbone=backbone,
                        progress=lambda iteration, **metrics: stamps.append(time.perf_counter()), compile=compile)
-    instance.config = instance.resolve_config(ctx.dataset, ipc)
-    request = instance.experts_request()
+    request = instance.experts_request(ctx.dataset)
     if request is not None:
-        ctx.experts = _fake_experts(ctx, request.num)
+        ctx.experts = _fake_experts(ctx, request.num or 5)
     start = time.perf_counter()
     instance.distill(ctx)
     times = [b - a for a, b in zip([start, *stamps[:-1]], stamps)][1:]

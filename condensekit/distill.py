@@ -170,13 +170,12 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
     if request.name is not None:
         validate_name(request.name)
     cls, info = plugins.load_method(request.method)
+    ds = dataset_info(request.data, request.resolution)
     try:
-        config = cls.make_config(request.preset, **dict(request.config))
+        method = cls.configured(ds, request.ipc, request.preset, **dict(request.config))
     except TypeError as exc:
         raise UsageError(f"invalid option for method {request.method!r}: {exc}") from None
-    ds = dataset_info(request.data, request.resolution)
-    config = cls(config).resolve_config(ds, request.ipc)
-    method = cls(config)
+    config = method.config
     backbone = request.backbone or method.preferred_backbone(ds) or ds.default_backbone
     check_backbone_name(backbone)
     iterations = request.iterations

@@ -36,11 +36,6 @@ def select_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def pin_memory(device: torch.device) -> bool:
-    """Page-locked host memory only pays off when copying to a GPU."""
-    return device.type == "cuda"
-
-
 def autocast_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cpu" else torch.float16
 

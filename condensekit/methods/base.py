@@ -12,10 +12,9 @@ stream, and a class distilled on another process draws exactly what it would dra
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
@@ -24,7 +23,6 @@ from condensekit.data.base import DatasetInfo, RealData
 from condensekit.synthetic import SyntheticSet
 
 if TYPE_CHECKING:
-    from condensekit.augment import DSA
     from condensekit.experts import Experts
 
 
@@ -80,7 +78,6 @@ class DistillContext:
     experts: "Experts | None" = None  # present when the method asked for them
     rank: int = 0
     world_size: int = 1
-    augment: "DSA | None" = field(default=None)  # the standard DSA, in normalized space
 
     def seed_for(self, iteration: int, class_index: int | None = None, stream: str = "") -> int:
         """A 63-bit seed for (run seed, iteration, class, stream), stable across processes."""
@@ -103,7 +100,7 @@ class Method:
 
     name: ClassVar[str]  # the entry-point name, e.g. "dm"
     version: ClassVar[str]  # the method implementation's version
-    plugin_api: ClassVar[str] = "1.0"  # the contract version this class implements
+    plugin_api: ClassVar[str]  # the contract version this class implements, e.g. "1.0" (checked at load)
     Config: ClassVar[type]  # a dataclass type
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # --preset NAME -> field overrides
     default_preset: ClassVar[str | None] = None
@@ -132,8 +129,15 @@ class Method:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.Config(**values)
 
+    @classmethod
+    def configured(cls, dataset: DatasetInfo, ipc: int, preset: str | None = None, **overrides: Any) -> "Method":
+        """The method as core runs it: config from defaults, preset and overrides, resolved
+        once for ``dataset`` and ``ipc`` (:meth:`distill` reads it as ``self.config``)."""
+        return cls(cls(cls.make_config(preset, **overrides)).resolve_config(dataset, ipc))
+
     def resolve_config(self, dataset: DatasetInfo, ipc: int) -> Any:
-        """Fill "auto" (None) fields from the dataset and IPC; the result is what is recorded."""
+        """A copy of ``self.config`` with the "auto" (None) fields filled from the dataset and
+        IPC, validated; the result is what is recorded. Core calls it once, before any work."""
         return self.config
 
     def default_iterations(self, dataset: DatasetInfo, ipc: int) -> int | None:
@@ -151,16 +155,9 @@ class Method:
         return None
 
     def distill(self, ctx: DistillContext) -> SyntheticSet:
-        """Produce ``ctx.ipc`` images for each class in ``ctx.classes`` (class-major order).
+        """Produce ``ctx.ipc`` images for each class in ``ctx.classes`` (class-major order),
+        with ``self.config`` already resolved (see :meth:`configured`).
 
         The returned set's ``metadata`` may add method-specific facts; core adds provenance.
         """
         raise NotImplementedError
-
-
-def config_fields(config_cls: type) -> list[dataclasses.Field]:
-    return list(dataclasses.fields(config_cls))
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)

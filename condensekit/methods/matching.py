@@ -23,9 +23,3 @@ def mean_discrepancy(real: torch.Tensor, syn: torch.Tensor, num_classes: int) ->
     """
     diff = class_means(real, num_classes) - class_means(syn, num_classes)
     return diff.pow(2).sum()
-
-
-def per_class_discrepancy(real: torch.Tensor, syn: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """The same squared distance of means, one value per class: shape (num_classes,)."""
-    diff = class_means(real, num_classes) - class_means(syn, num_classes)
-    return diff.pow(2).sum(dim=1)

@@ -15,7 +15,7 @@ SMALL = {"batch_real": 16, "num_experts": 2}
 def _run(mini_experts, ipc: int = 1, iterations: int = 2, classes=None, progress=None, **config):
     ctx = make_context(resolution=16, ipc=ipc, iterations=iterations, experts=mini_experts, classes=classes,
                        progress=progress)
-    return DANCE(DANCE.make_config(**{**SMALL, **config})).distill(ctx)
+    return DANCE.configured(ctx.dataset, ctx.ipc, **{**SMALL, **config}).distill(ctx)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def full_run(mini_experts, checkpoints):
     metrics: list = []
     ctx = make_context(resolution=16, ipc=1, iterations=2, experts=mini_experts, checkpoint_dir=checkpoints,
                        checkpoint_every=1, progress=lambda it, **m: metrics.append((it, m)))
-    synset = DANCE(DANCE.make_config(**SMALL)).distill(ctx)
+    synset = DANCE.configured(ctx.dataset, ctx.ipc, **SMALL).distill(ctx)
     return synset, metrics
 
 
@@ -69,14 +69,14 @@ def test_progress_reports_both_losses_every_iteration(full_run) -> None:
 
 def test_mix_init_tiles_the_first_real_images(mini_experts) -> None:
     ctx = make_context(resolution=16, ipc=1, iterations=0, experts=mini_experts)
-    synset = DANCE(DANCE.make_config(**SMALL)).distill(ctx)
+    synset = DANCE.configured(ctx.dataset, ctx.ipc, **SMALL).distill(ctx)
     expected = encode_multiformation(ctx.data.first(3, 4, space="unit"), 2)
     assert torch.equal(synset.images[3:4], expected)
 
 
 def test_plain_factor_one_starts_from_the_first_real_images(mini_experts) -> None:
     ctx = make_context(resolution=16, ipc=2, iterations=0, experts=mini_experts)
-    synset = DANCE(DANCE.make_config(factor=1, **SMALL)).distill(ctx)
+    synset = DANCE.configured(ctx.dataset, ctx.ipc, factor=1, **SMALL).distill(ctx)
     assert synset.factor == 1
     assert torch.equal(synset.images[2:4], ctx.data.first(1, 2, space="unit"))
 
@@ -84,7 +84,7 @@ def test_plain_factor_one_starts_from_the_first_real_images(mini_experts) -> Non
 def test_iterations_change_the_images(full_run, mini_experts) -> None:
     synset, _ = full_run
     ctx = make_context(resolution=16, ipc=1, iterations=0, experts=mini_experts)
-    start = DANCE(DANCE.make_config(**SMALL)).distill(ctx)
+    start = DANCE.configured(ctx.dataset, ctx.ipc, **SMALL).distill(ctx)
     assert not torch.equal(start.images, synset.images)
 
 
@@ -146,9 +146,8 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(full_run, m
     synset, _ = full_run
     assert (checkpoints / "checkpoint.pt").is_file()  # written after iteration 1 of 2
     done: list[int] = []
-    resumed = DANCE(DANCE.make_config(**SMALL)).distill(
-        make_context(resolution=16, ipc=1, iterations=2, experts=mini_experts, checkpoint_dir=checkpoints,
-                     checkpoint_every=1, resume=True, progress=lambda it, **m: done.append(it))
-    )
+    ctx = make_context(resolution=16, ipc=1, iterations=2, experts=mini_experts, checkpoint_dir=checkpoints,
+                       checkpoint_every=1, resume=True, progress=lambda it, **m: done.append(it))
+    resumed = DANCE.configured(ctx.dataset, ctx.ipc, **SMALL).distill(ctx)
     assert done == [2]  # only the second iteration ran again
     assert torch.equal(resumed.images, synset.images)

@@ -24,7 +24,7 @@ def _config(ctx: Any, **overrides: Any) -> DataDAMConfig:
 
 
 def _run(ctx: Any, **overrides: Any) -> SyntheticSet:
-    return DataDAM(DataDAM.make_config(**{**SMALL, **overrides})).distill(ctx)
+    return DataDAM.configured(ctx.dataset, ctx.ipc, **{**SMALL, **overrides}).distill(ctx)
 
 
 class Stop(Exception):

@@ -215,7 +215,6 @@ class DANCE(Method):
             lr_img=cfg.lr_img if cfg.lr_img is not None else (0.1 if high else 0.01) * ipc,
             init=cfg.init if cfg.init != "auto" else ("mix" if cfg.factor > 1 else "real"),
         )
-        self.config = resolved
         return resolved
 
     def experts_request(self, dataset: Any) -> ExpertsRequest:
@@ -237,7 +236,7 @@ class DANCE(Method):
 
     # ------------------------------------------------------------------------------------
     def distill(self, ctx: DistillContext) -> SyntheticSet:
-        cfg = self.resolve_config(ctx.dataset, ctx.ipc)
+        cfg: DANCEConfig = self.config
         classes = list(ctx.classes)
         bank = ExpertBank(ctx, cfg.num_experts if cfg.num_experts is not None else len(ctx.experts or ()))
         syn = initial_images(ctx, cfg.init, cfg.factor).requires_grad_(True)

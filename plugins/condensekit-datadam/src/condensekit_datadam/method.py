@@ -164,7 +164,7 @@ class DataDAM(Method):
         return twin
 
     def distill(self, ctx: DistillContext) -> SyntheticSet:
-        cfg = self.resolve_config(ctx.dataset, ctx.ipc)
+        cfg: DataDAMConfig = self.config
         objective = Objective(ctx, cfg)  # checks the backbone before any iteration
         syn = initial_images(ctx, cfg.init).requires_grad_(True)
         optimizer = torch.optim.SGD([syn], lr=cfg.lr_img, momentum=cfg.momentum)
