@@ -17,6 +17,7 @@ import dataclasses
 import datetime as _dt
 import json
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -28,11 +29,15 @@ from typing import Any
 import torch
 
 from condensekit import __version__, distributed, plugins, runtime
+from condensekit.backbones import check_backbone_name, create_backbone
 from condensekit.checkpoints import FileCheckpointer, NoCheckpoints, run_key
+from condensekit.data import dataset_info, load_dataset
 from condensekit.data.base import DatasetInfo
 from condensekit.errors import PluginError, UsageError
 from condensekit.experts import ExpertsPlan, plan_experts, provide_experts
 from condensekit.methods.base import DistillContext, Method, ProgressCallback
+from condensekit.registry import Registry
+from condensekit.registry.refs import default_name, validate_name
 from condensekit.synthetic import SyntheticSet
 
 log = logging.getLogger("condensekit.distill")
@@ -153,10 +158,6 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
     ``registry`` (a :class:`~condensekit.registry.Registry`) is read for experts; by default it
     is opened at ``request.registry``.
     """
-    from condensekit.backbones import check_backbone_name
-    from condensekit.data import dataset_info
-    from condensekit.registry.refs import default_name, validate_name
-
     if request.ipc < 1:
         raise UsageError(f"--ipc must be a positive number of images per class, got {request.ipc}")
     if request.iterations is not None and request.iterations < 0:
@@ -194,8 +195,6 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
     if group is not None:
         device = group.device(device)
     if registry is None and request.registry is not None:
-        from condensekit.registry import Registry
-
         registry = Registry(request.registry)
     experts = None
     experts_request = method.experts_request(ds)
@@ -222,9 +221,6 @@ def run(plan: Plan, *, progress: ProgressCallback | None = None,
     Experts are provided first (loaded, or trained once by rank 0 and handed to the others);
     the method's loop then runs with this run's checkpoints (``--resume`` continues them).
     """
-    from condensekit.data import load_dataset
-    from condensekit.registry import Registry
-
     notify = notify or (lambda message: log.info(message))
     runtime.reuse_freed_memory()
     group = distributed.current()
@@ -284,8 +280,6 @@ def record(result: DistillResult) -> Any | None:
     try:
         version = None
         if result.complete and plan.registry_root is not None:
-            from condensekit.registry import Registry
-
             version = Registry(plan.registry_root).save(result.synset, name=plan.output_name,
                                                         dtype=plan.request.dtype)
             result.version = version
@@ -330,8 +324,6 @@ def backbone_factory(name: str, ds: DatasetInfo, device: torch.device,
     """``seed -> fresh network on device``. With ``compile``, the network's ``embed``,
     ``intermediates`` and ``forward`` go through ``torch.compile``: the graph is compiled once
     per input shape and reused by every later network of the same architecture."""
-    from condensekit.backbones import create_backbone
-
     def make(seed: int) -> torch.nn.Module:
         model = create_backbone(
             name, channels=ds.channels, num_classes=ds.num_classes, resolution=ds.resolution, seed=seed
@@ -371,7 +363,9 @@ def _checkpointer(plan: Plan, notify: Callable[[str], None]) -> Any:
         }
         path = run_dir / RUN_FILE
         if not path.exists():  # a resumed run keeps its first description
-            path.write_text(json.dumps(description, indent=1))
+            tmp = path.with_suffix(f".tmp{os.getpid()}")  # never a half-written run.json
+            tmp.write_text(json.dumps(description, indent=1))
+            os.replace(tmp, path)
     return checkpointer
 
 

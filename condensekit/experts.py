@@ -13,25 +13,29 @@ and CutMix with probability 0.5. Every random draw comes from a generator seeded
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import time
+import typing
 from collections.abc import Callable
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-import typing
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from condensekit import runtime
-from condensekit.errors import UsageError
+from condensekit import __version__, runtime
+from condensekit.backbones import create_backbone
+from condensekit.data import dataset_info, load_dataset
+from condensekit.errors import DatasetError, UsageError
+from condensekit.evaluation.protocols import Protocol, get_protocol
+from condensekit.evaluation.train import make_augment, protocol_loss, top1_accuracy
+from condensekit.runtime import select_device
 
 if TYPE_CHECKING:
     from condensekit.data.base import DatasetInfo, RealData
-    from condensekit.evaluation.protocols import Protocol
 
 #: From this resolution on the official recipe uses real batches of 128 (ImageNet subsets).
 HIGH_RESOLUTION = 128
@@ -65,10 +69,9 @@ class ExpertsProgress(typing.Protocol):
     def __call__(self, done: int, total: int, **metrics: float) -> None: ...
 
 
-def expert_protocol(resolution: int, epochs: int, batch: int | None = None) -> "Protocol":
+def expert_protocol(resolution: int, epochs: int, batch: int | None = None) -> Protocol:
     """The official expert recipe as an evaluation protocol: IDC's training recipe (the
     ``idc`` protocol) with DSA ``color_crop`` only, batch 64 (128 at 128 px and above)."""
-    from condensekit.evaluation.protocols import get_protocol
 
     if batch is not None and batch < 1:
         raise UsageError(f"expert batch size must be >= 1, got {batch}")
@@ -91,14 +94,10 @@ def expert_seed(seed: int, index: int, stream: str) -> int:
 def _device(device: str | torch.device) -> torch.device:
     if isinstance(device, torch.device):
         return device
-    from condensekit.runtime import select_device
-
     return select_device(device)
 
 
 def _build(backbone: str, info: "DatasetInfo", seed: int) -> torch.nn.Module:
-    from condensekit.backbones import create_backbone
-
     return create_backbone(
         backbone, channels=info.channels, num_classes=info.num_classes, resolution=info.resolution, seed=seed
     )
@@ -115,9 +114,7 @@ class _Trainer:
     batches are drawn from the uint8 real data and converted to float one at a time.
     """
 
-    def __init__(self, model: torch.nn.Module, protocol: "Protocol", device: torch.device, seed: int) -> None:
-        from condensekit.evaluation.train import make_augment
-
+    def __init__(self, model: torch.nn.Module, protocol: Protocol, device: torch.device, seed: int) -> None:
         self.model = model
         self.protocol = protocol
         self.device = device
@@ -131,8 +128,6 @@ class _Trainer:
 
     def step(self, data: "RealData", idx: torch.Tensor) -> torch.Tensor:
         """One SGD step on the real images ``idx``; returns the (detached) loss."""
-        from condensekit.evaluation.train import protocol_loss
-
         idx = idx.to(data.device)
         x = data.as_float(data.images[idx].to(self.device, non_blocking=True), "normalized")
         y = data.labels[idx].to(self.device, non_blocking=True)
@@ -164,8 +159,6 @@ def _check_counts(num: int, epochs: int) -> None:
 
 
 def _test_accuracy(model: torch.nn.Module, test: "RealData", device: torch.device) -> float:
-    from condensekit.evaluation.train import top1_accuracy
-
     accuracy = top1_accuracy([model], test, device)[0]
     model.train()
     return accuracy
@@ -215,8 +208,6 @@ def train_experts(
                 progress(k * epochs + epoch + 1, num * epochs, **metrics)
         trained.append(_cpu_state(model))
         accuracies.append(test_accuracy)
-    from condensekit import __version__
-
     metadata = {
         "num": num,
         "epochs": epochs,
@@ -276,9 +267,6 @@ def train_for_dataset(
 ) -> Experts:
     """Load ``dataset`` (train, and test when available) and train experts on it: what
     ``condensekit experts train`` does before saving them."""
-    from condensekit.data import dataset_info, load_dataset
-    from condensekit.errors import DatasetError
-
     _check_counts(num, epochs)
     info = dataset_info(dataset, resolution)
     name = backbone or info.default_backbone
@@ -441,9 +429,6 @@ def provide_experts(plan: ExpertsPlan, real: "RealData", registry: Any, device: 
         return registry.load_experts(plan.ref)
     trained = None
     if rank0:
-        from condensekit.data import load_dataset
-        from condensekit.errors import DatasetError
-
         assert plan.num is not None and plan.epochs is not None and plan.seed is not None
         estimate = estimate_expert_seconds(real, plan.backbone, plan.epochs, plan.num, device)
         notify(f"{plan.reason} (about {_duration(estimate)})")
