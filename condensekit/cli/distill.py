@@ -17,8 +17,10 @@ import click
 
 from condensekit import plugins
 from condensekit.errors import PluginError
+from condensekit.plugins import RESERVED_CONFIG_NAMES
 
-#: Options every method gets; a config field with one of these names is a plugin error.
+#: Options every method gets; each name must be in plugins.RESERVED_CONFIG_NAMES, so that a
+#: config field with one of these names is refused when the plugin loads (a test checks it).
 COMMON_OPTIONS: list[click.Option] = [
     click.Option(["--data", "data"], required=True, help="dataset name (see condensekit list datasets)"),
     click.Option(["--ipc"], type=int, required=True, help="synthetic images per class"),
@@ -41,7 +43,6 @@ COMMON_OPTIONS: list[click.Option] = [
                  help="distill classes on N local processes (torchrun --standalone)"),
     click.Option(["--json", "as_json"], is_flag=True, default=False, help="print the result as JSON on stdout"),
 ]
-_COMMON_NAMES = {opt.name for opt in COMMON_OPTIONS} | {"preset"}
 
 
 def _unwrap_optional(tp: Any) -> Any:
@@ -66,7 +67,7 @@ def config_options(method_cls: type) -> list[click.Option]:
     defaults = method_cls.make_config()
     options = []
     for f in dataclasses.fields(method_cls.Config):
-        if f.name in _COMMON_NAMES:
+        if f.name in RESERVED_CONFIG_NAMES:
             raise PluginError(
                 f"method {method_cls.name!r} config field {f.name!r} collides with a core option; rename it"
             )
@@ -84,15 +85,36 @@ def config_options(method_cls: type) -> list[click.Option]:
 
 
 class DistillGroup(click.Group):
-    """Lazily built sub-commands, one per entry point of ``condensekit.methods``."""
+    """Lazily built sub-commands, one per entry point of ``condensekit.methods``.
+
+    Only the method whose command runs is imported: ``distill --help`` lists methods from
+    entry-point metadata and the plugin validation cache, so a broken method shows up as
+    "(broken: reason)" there and fails only its own command (exit 3, one line).
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return plugins.names("method")
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # click's default asks every sub-command for its short help, which would import every
+        # method plugin here, and let one broken plugin fail ``distill --help``.
+        rows = [(info.name, f"({info.status})" if info.broken else info.description)
+                for info in plugins.discover("method")]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in plugins.names("method"):
             return None
-        cls, info = plugins.load_method(name)
+        try:
+            cls, info = plugins.load_method(name)
+        except PluginError as exc:
+            if not ctx.resilient_parsing:
+                raise
+            # Shell completion asks every sub-command for its short help: show this one as
+            # broken rather than failing completion for all the others.
+            return click.Command(name, short_help=f"(broken: {exc})")
         params: list[click.Parameter] = [*COMMON_OPTIONS]
         if cls.presets:
             params.append(

@@ -20,14 +20,8 @@ class Kind(str, Enum):
     experts = "experts"
 
 
-def _plugin_rows(kind: str, check: bool) -> list[dict]:
-    rows = []
-    for info in plugins.discover(kind):
-        row = info.as_dict()
-        if check and not info.broken:
-            row["status"] = plugins.check_import(kind, info.name)
-        rows.append(row)
-    return rows
+def _plugin_rows(infos: list[plugins.PluginInfo]) -> list[dict]:
+    return [info.as_dict() for info in infos]
 
 
 def _plugin_table(title: str, rows: list[dict]) -> Table:
@@ -70,17 +64,21 @@ def _cell(value: object) -> str:
 def list_command(
     kind: Optional[Kind] = typer.Argument(None, help="what to list (default: methods, datasets and backbones)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
-    check: bool = typer.Option(False, "--check", help="import each plugin to verify it loads"),
+    check: bool = typer.Option(False, "--check", help="validate every plugin again now, ignoring the cached results"),
     timm: Optional[str] = typer.Option(None, "--timm", help="with backbones: also list timm models matching PATTERN"),
     data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
     registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
 ) -> None:
     """List installed methods, datasets, backbones, or the sets and experts in the registry."""
     kinds = [kind] if kind else [Kind.methods, Kind.datasets, Kind.backbones]
+    # Statuses come from the plugin validation cache; stale entries of every listed kind are
+    # validated together, in one child process, so this process imports no plugin (nor torch).
+    plugin_kinds = [k.value[:-1] for k in kinds if k in (Kind.methods, Kind.datasets, Kind.backbones)]
+    found = plugins.discover_all(plugin_kinds, force=check) if plugin_kinds else {}
     output: dict[str, list[dict]] = {}
     for k in kinds:
         if k in (Kind.methods, Kind.backbones):
-            output[k.value] = _plugin_rows(k.value[:-1], check)
+            output[k.value] = _plugin_rows(found[k.value[:-1]])
         elif k is Kind.datasets:
             output[k.value] = _dataset_rows(data_root)
         else:

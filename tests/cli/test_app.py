@@ -96,3 +96,20 @@ def test_doctor_json_reports_device_and_plugins() -> None:
     report = json.loads(result.stdout)
     assert report["device"]["auto"] in ("cpu", "cuda")
     assert {row["name"] for row in report["plugins"]["method"]} >= {"dm", "random", "herding"}
+
+
+def test_distill_help_lists_every_installed_method() -> None:
+    result = cli("distill", "--help")
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout.split("Commands:")[1]
+    assert {line.split()[0] for line in commands.splitlines() if line[2:3].strip()} >= {"dm", "random", "herding"}
+    assert "broken" not in commands
+
+
+def test_every_core_distill_option_is_a_reserved_config_name() -> None:
+    from condensekit.cli.distill import COMMON_OPTIONS
+    from condensekit.plugins import RESERVED_CONFIG_NAMES
+
+    # The plugin validator refuses config fields with these names; a core option missing from
+    # the set would let a method's field silently shadow it.
+    assert {opt.name for opt in COMMON_OPTIONS} | {"preset"} <= RESERVED_CONFIG_NAMES
