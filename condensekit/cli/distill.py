@@ -8,6 +8,7 @@ options with their defaults and help text.
 from __future__ import annotations
 
 import dataclasses
+import json
 import subprocess
 import types
 import typing
@@ -41,6 +42,8 @@ COMMON_OPTIONS: list[click.Option] = [
                  help="torch.compile the backbone (faster long runs; needs a C++ compiler on CPU)"),
     click.Option(["--nproc"], type=int, default=1, show_default=True,
                  help="distill classes on N local processes (torchrun --standalone)"),
+    click.Option(["--dry-run"], is_flag=True, default=False,
+                 help="print the resolved plan (config, backbone, experts, run key, output name) and stop"),
     click.Option(["--json", "as_json"], is_flag=True, default=False, help="print the result as JSON on stdout"),
 ]
 
@@ -139,22 +142,69 @@ class DistillGroup(click.Group):
 
 
 def run_distill(method_cls: type, kwargs: dict[str, Any]) -> None:
+    """Build the request from the options, plan it, then run and record it (or print the plan)."""
+    from condensekit import distributed
     from condensekit.cli import console, state
+    from condensekit.distill import DistillRequest, plan, record, run
 
     common = {opt.name: kwargs.pop(opt.name) for opt in COMMON_OPTIONS}
-    preset = kwargs.pop("preset", None)
-    overrides = {k: v for k, v in kwargs.items() if v is not None}
-    if common["nproc"] > 1:
-        _relaunch(common["nproc"])
+    as_json, dry_run = common.pop("as_json"), common.pop("dry_run")
+    request = DistillRequest(
+        method=method_cls.name, preset=kwargs.pop("preset", None), command=tuple(state.argv),
+        config={k: v for k, v in kwargs.items() if v is not None}, **common,
+    )
+    planned = plan(request)  # validates everything before any work, on one process or many
+    if dry_run:
+        _print_plan(planned.as_dict(), as_json, console)
         return
-    if common["nproc"] < 1:
-        from condensekit.errors import UsageError
+    if request.nproc > 1 and distributed.current() is None:
+        _relaunch(request.nproc)
+        return
+    rank0 = planned.rank == 0
+    if rank0:
+        console.notify(
+            f"distilling {planned.plugin.name} on {planned.dataset.name} ({planned.dataset.resolution}px), "
+            f"ipc {planned.ipc}, {planned.iterations} iterations, backbone {planned.backbone}"
+        )
+    with console.progress_reporter(enabled=rank0) as reporter:
+        reporter.task("distill", planned.plugin.name, planned.iterations)
+        result = run(planned, progress=lambda iteration, **metrics: reporter.update("distill", iteration, **metrics),
+                     notify=console.notify if rank0 else (lambda message: None))
+    version = record(result)
+    if version is None:
+        return
+    meta = result.synset.metadata
+    summary = {
+        "ref": version.ref,
+        "path": str(version.path),
+        "method": meta["method"],
+        "dataset": meta["dataset"],
+        "ipc": meta["ipc"],
+        "images": len(result.synset),
+        "iterations": meta["iterations"],
+        "experts": meta["experts"],
+        "wall_time_s": meta["wall_time_s"],
+    }
+    if as_json:
+        console.print_json(summary)
+    else:
+        console.stdout.print(
+            f"saved [bold]{summary['ref']}[/bold] ({summary['images']} images, "
+            f"{summary['iterations']} iterations, {summary['wall_time_s']:.1f} s)"
+        )
 
-        raise UsageError(f"--nproc must be >= 1, got {common['nproc']}")
-    _distill_here(method_cls, common, preset, overrides, console, state)
+
+def _print_plan(described: dict[str, Any], as_json: bool, console: Any) -> None:
+    if as_json:
+        console.print_json(described)
+        return
+    for key, value in described.items():
+        shown = value if not isinstance(value, (dict, list)) else json.dumps(value)
+        console.stdout.print(f"{key}: {shown}", highlight=False, markup=False)
 
 
 def _relaunch(nproc: int) -> None:
+    """Re-run this command on ``nproc`` local processes under torchrun."""
     from condensekit import distributed
     from condensekit.cli import console, state
 
@@ -171,56 +221,3 @@ def _relaunch(nproc: int) -> None:
     code = subprocess.call(command)
     if code:
         raise click.exceptions.Exit(code)
-
-
-def _distill_here(method_cls: type, common: dict[str, Any], preset: str | None, overrides: dict[str, Any], console: Any, state: Any) -> None:
-    from condensekit import distributed
-    from condensekit.distill import distill, plan
-    from condensekit.registry import Registry
-
-    p = plan(method_cls.name, common["data"], common["ipc"], iterations=common["iterations"],
-             backbone=common["backbone"], seed=common["seed"], preset=preset, config=overrides,
-             resolution=common["resolution"])
-    group = distributed.current()
-    rank0 = group is None or group.rank == 0
-    registry = Registry(common["registry"])
-    if rank0:
-        console.notify(
-            f"distilling {p.plugin.name} on {p.dataset.name} ({p.dataset.resolution}px), ipc {p.ipc}, "
-            f"{p.iterations} iterations, backbone {p.backbone}"
-        )
-    try:
-        with console.progress_reporter(enabled=rank0) as reporter:
-            reporter.task("distill", f"{p.plugin.name}", p.iterations)
-            result = distill(
-                method_cls.name, common["data"], common["ipc"], iterations=common["iterations"],
-                backbone=common["backbone"], seed=common["seed"], device=common["device"], preset=preset,
-                config=overrides, registry=registry, name=common["name"], resume=common["resume"],
-                checkpoint_every=common["checkpoint_every"], data_root=common["data_root"],
-                resolution=common["resolution"], experts=common["experts"], dtype=common["dtype"],
-                compile=common["compile"],
-                progress=lambda iteration, **metrics: reporter.update("distill", iteration, **metrics),
-                notify=console.notify if rank0 else (lambda message: None),
-            )
-    finally:
-        distributed.shutdown()
-    if result.version is None:
-        return
-    meta = result.synset.metadata
-    summary = {
-        "ref": result.version.ref,
-        "path": str(result.version.path),
-        "method": meta["method"],
-        "dataset": meta["dataset"],
-        "ipc": meta["ipc"],
-        "images": len(result.synset),
-        "iterations": meta["iterations"],
-        "wall_time_s": meta["wall_time_s"],
-    }
-    if common["as_json"]:
-        console.print_json(summary)
-    else:
-        console.stdout.print(
-            f"saved [bold]{summary['ref']}[/bold] ({summary['images']} images, "
-            f"{summary['iterations']} iterations, {summary['wall_time_s']:.1f} s)"
-        )
