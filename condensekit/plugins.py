@@ -209,7 +209,8 @@ def names(kind: str) -> list[str]:
     return [ep.name for ep in _entry_points(kind)]
 
 
-def _closest(name: str, candidates: list[str]) -> str:
+def suggest(name: str, candidates: list[str]) -> str:
+    """The hint of an "unknown NAME" error: the closest names, else all of them."""
     import difflib
 
     close = difflib.get_close_matches(name, candidates, n=3)
@@ -222,7 +223,7 @@ def load(kind: str, name: str) -> tuple[Any, PluginInfo]:
     """Import, validate and return the object behind one entry point, with its listing info."""
     eps = {ep.name: ep for ep in _entry_points(kind)}
     if name not in eps:
-        raise PluginError(f"unknown {kind} {name!r}: {_closest(name, sorted(eps))}")
+        raise PluginError(f"unknown {kind} {name!r}: {suggest(name, sorted(eps))}")
     ep = eps[name]
     distribution, version = _distribution(ep)
     info = PluginInfo(

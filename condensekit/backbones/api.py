@@ -56,7 +56,7 @@ def check_backbone_name(name: str) -> None:
         return
     known = plugins.names("backbone")
     if name not in known:
-        raise BackboneError(f"unknown backbone {name!r}: {plugins._closest(name, known)}; any timm model works as timm:NAME")
+        raise BackboneError(f"unknown backbone {name!r}: {plugins.suggest(name, known)}; any timm model works as timm:NAME")
 
 
 def _build(name: str, channels: int, num_classes: int, resolution: int, **kwargs: Any) -> nn.Module:

@@ -137,7 +137,7 @@ class DistillGroup(click.Group):
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple:
         name = args[0] if args else ""
         if name and not name.startswith("-") and name not in plugins.names("method"):
-            raise PluginError(f"unknown method {name!r}: {plugins._closest(name, plugins.names('method'))}")
+            raise PluginError(f"unknown method {name!r}: {plugins.suggest(name, plugins.names('method'))}")
         return super().resolve_command(ctx, args)
 
 
