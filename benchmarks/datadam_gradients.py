@@ -36,8 +36,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--ipc", type=int, default=10)
     args = parser.parse_args()
-    overrides = {"power": args.power, "loss_scale": args.loss_scale, "mmd_weight": args.mmd_weight,
-                 "batch_real": args.batch_real}
+    overrides = {
+        "power": args.power,
+        "loss_scale": args.loss_scale,
+        "mmd_weight": args.mmd_weight,
+        "batch_real": args.batch_real,
+    }
     # The resolved config and the network (official: convnet-bn) exactly as `distill` picks them.
     p = plan(DistillRequest("datadam", "cifar10", args.ipc, preset=args.preset, config=overrides, device="cpu"))
     cfg, info = p.config, p.dataset
@@ -46,8 +50,9 @@ def main() -> None:
     classes = list(range(num))
     syn_init = data.sample(classes, args.ipc, [torch.Generator().manual_seed(100 + c) for c in classes])
     for trial in range(args.trials):
-        net = frozen(create_backbone(p.backbone, channels=info.channels, num_classes=num,
-                                     resolution=info.resolution, seed=trial))
+        net = frozen(
+            create_backbone(p.backbone, channels=info.channels, num_classes=num, resolution=info.resolution, seed=trial)
+        )
         real = data.sample(classes, cfg.batch_real, [torch.Generator().manual_seed(1000 * trial + c) for c in classes])
         with torch.no_grad():
             real_maps, real_emb = net.intermediates(real)
@@ -59,9 +64,11 @@ def main() -> None:
         (grad_mmd,) = torch.autograd.grad(mmd, syn)
         cosine = F.cosine_similarity(grad_sam.flatten(), grad_mmd.flatten(), dim=0).item()
         ratio = (grad_sam.norm() / grad_mmd.norm()).item()
-        print(f"p={cfg.power:g} net {trial}: SAM {sam.item():.2f}  MMD {mmd.item():.2f}  "
-              f"|grad SAM| {grad_sam.norm().item():.3f}  |grad MMD| {grad_mmd.norm().item():.3f}  "
-              f"ratio {ratio:.3f}  cosine {cosine:.3f}")
+        print(
+            f"p={cfg.power:g} net {trial}: SAM {sam.item():.2f}  MMD {mmd.item():.2f}  "
+            f"|grad SAM| {grad_sam.norm().item():.3f}  |grad MMD| {grad_mmd.norm().item():.3f}  "
+            f"ratio {ratio:.3f}  cosine {cosine:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -70,13 +70,18 @@ def main() -> None:
 
     rows = [
         ("DSA mode dsa, one batch", timed(lambda: dsa(x, g), args.repeat, device), args.batch),
-        ("DSA mode idc, one batch", timed(lambda: DSA("color_crop_flip_scale_rotate", "idc")(x, g), args.repeat, device),
-         args.batch),
+        (
+            "DSA mode idc, one batch",
+            timed(lambda: DSA("color_crop_flip_scale_rotate", "idc")(x, g), args.repeat, device),
+            args.batch,
+        ),
         ("SGD step with DSA", timed(step, args.repeat, device), args.batch),
         ("inference, 1024 images", timed(infer, max(1, args.repeat // 2), device), 1024),
     ]
-    print(f"{args.arch} {args.channels}x{args.res}x{args.res}, batch {args.batch}, {device}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"{args.arch} {args.channels}x{args.res}x{args.res}, batch {args.batch}, {device}, "
+        f"{torch.get_num_threads()} threads"
+    )
     for name, seconds, images in rows:
         print(f"  {name:28s} {seconds * 1e3:9.1f} ms  {images / seconds:9.0f} images/s")
     step_s, test_s = rows[2][1], rows[3][1]

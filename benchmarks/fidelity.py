@@ -54,28 +54,51 @@ def main() -> None:
     registry = Registry(args.registry)
     overrides = parse_sets(args.set)
     summary = []
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, cuda {torch.cuda.is_available()}", flush=True)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, cuda {torch.cuda.is_available()}",
+        flush=True,
+    )
     for method in args.methods.split(","):
         config = dict(overrides.get(method, {}))
         preset = config.pop("preset", None)
         started = time.perf_counter()
-        result = distill(method, args.data, args.ipc, iterations=args.iterations, seed=args.seed, preset=preset,
-                         config=config, registry=registry, name=f"bench-{method}-{args.data}-ipc{args.ipc}",
-                         checkpoint_every=0)
+        result = distill(
+            method,
+            args.data,
+            args.ipc,
+            iterations=args.iterations,
+            seed=args.seed,
+            preset=preset,
+            config=config,
+            registry=registry,
+            name=f"bench-{method}-{args.data}-ipc{args.ipc}",
+            checkpoint_every=0,
+        )
         distill_s = time.perf_counter() - started
-        report = evaluate(result.synset, runs=args.runs, epochs=args.epochs, protocol=args.protocol,
-                          seed=args.seed)
+        report = evaluate(result.synset, runs=args.runs, epochs=args.epochs, protocol=args.protocol, seed=args.seed)
         registry.record_eval(result.version.ref, report.as_dict())
         arch = report.results[0]
-        row = {"method": method, "ref": result.version.ref, "preset": result.synset.metadata.get("preset"),
-               "iterations": args.iterations, "distill_s": round(distill_s, 1), "arch": arch.arch,
-               "accuracies": arch.accuracies, "mean": arch.mean, "std": arch.std,
-               "eval_s": round(arch.wall_time_s, 1), "config": result.synset.metadata["config"]}
+        row = {
+            "method": method,
+            "ref": result.version.ref,
+            "preset": result.synset.metadata.get("preset"),
+            "iterations": args.iterations,
+            "distill_s": round(distill_s, 1),
+            "arch": arch.arch,
+            "accuracies": arch.accuracies,
+            "mean": arch.mean,
+            "std": arch.std,
+            "eval_s": round(arch.wall_time_s, 1),
+            "config": result.synset.metadata["config"],
+        }
         summary.append(row)
-        print(f"{method:8s} {args.data} ipc {args.ipc}: {arch.mean:.2f} ± {arch.std:.2f} % "
-              f"({args.runs} runs x {args.epochs} epochs, {arch.arch}); distill {distill_s:.0f} s "
-              f"for {args.iterations} iterations; eval {arch.wall_time_s:.0f} s", flush=True)
+        print(
+            f"{method:8s} {args.data} ipc {args.ipc}: {arch.mean:.2f} ± {arch.std:.2f} % "
+            f"({args.runs} runs x {args.epochs} epochs, {arch.arch}); distill {distill_s:.0f} s "
+            f"for {args.iterations} iterations; eval {arch.wall_time_s:.0f} s",
+            flush=True,
+        )
     print(json.dumps(summary))
 
 

@@ -101,13 +101,16 @@ def reference_datadam(ipc: int, iterations: int, batch_real: int = 64) -> list[f
         start = time.perf_counter()
         net = _fresh_frozen("convnet-bn", classes)
         captured: list[torch.Tensor] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, out, store=captured: store.append(out.clone()))
-                 for m in net.modules() if isinstance(m, torch.nn.ReLU)]
+        hooks = [
+            m.register_forward_hook(lambda _m, _i, out, store=captured: store.append(out.clone()))
+            for m in net.modules()
+            if isinstance(m, torch.nn.ReLU)
+        ]
         real_batches, syn_batches = [], []
         for c in range(classes):
             seed = _clock_seed()
             real_batches.append(_augment(dsa, _class_batch(real, images_all, c, batch_real), seed))
-            syn_batches.append(_augment(dsa, syn[c * ipc:(c + 1) * ipc], seed))
+            syn_batches.append(_augment(dsa, syn[c * ipc : (c + 1) * ipc], seed))
         _, real_embedding = net.intermediates(torch.cat(real_batches))
         real_maps = list(captured)
         captured.clear()
@@ -140,7 +143,7 @@ def reference_dm(ipc: int, iterations: int, batch_real: int = 256) -> list[float
         for c in range(classes):
             seed = _clock_seed()
             img_real = _augment(dsa, _class_batch(real, images_all, c, batch_real), seed)
-            img_syn = _augment(dsa, syn[c * ipc:(c + 1) * ipc], seed)
+            img_syn = _augment(dsa, syn[c * ipc : (c + 1) * ipc], seed)
             output_real = net.embed(img_real).detach()
             output_syn = net.embed(img_syn)
             loss = loss + ((output_real.mean(0) - output_syn.mean(0)) ** 2).sum()
@@ -184,7 +187,7 @@ def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: in
                 mid.copy_(coefficient * a + (1 - coefficient) * b)
             syn.clamp_(0, 1)
         for c in range(classes):  # one optimizer step per class
-            x_syn = decode_multiformation(syn[c * ipc:(c + 1) * ipc], factor)
+            x_syn = decode_multiformation(syn[c * ipc : (c + 1) * ipc], factor)
             seed = _clock_seed()
             f_real = model_mid.embed(augmented(_class_batch(real, images_all, c, batch_real), seed)).detach()
             f_syn = model_mid.embed(augmented(x_syn, seed))
@@ -193,7 +196,7 @@ def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: in
             loss.backward()
             optimizer.step()
         for c in range(classes):  # calibration: one step per class through the trained expert
-            x_syn = decode_multiformation(syn[c * ipc:(c + 1) * ipc], factor)
+            x_syn = decode_multiformation(syn[c * ipc : (c + 1) * ipc], factor)
             logits = model_final(augmented(x_syn, _clock_seed()))
             loss = F.cross_entropy(logits, torch.full((x_syn.shape[0],), c, dtype=torch.long))
             optimizer.zero_grad()
@@ -241,17 +244,29 @@ def main() -> None:
         results: dict[str, list[float]] = {"reference": [], "condensekit": []}
         for _ in range(args.rounds):
             for side, times in results.items():
-                command = [sys.executable, __file__, "--one", side, method, "--ipc", str(args.ipc),
-                           "--iterations", str(args.iterations)] + (["--compile"] if args.compile else [])
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    side,
+                    method,
+                    "--ipc",
+                    str(args.ipc),
+                    "--iterations",
+                    str(args.iterations),
+                ] + (["--compile"] if args.compile else [])
                 out = subprocess.run(command, check=False, capture_output=True, text=True, env=os.environ)
                 if out.returncode != 0:
                     sys.exit(f"{side} {method} failed: {out.stderr.strip().splitlines()[-1]}")
                 times.append(json.loads(out.stdout.strip().splitlines()[-1]))
         ref, ours = statistics.median(results["reference"]), statistics.median(results["condensekit"])
-        print(f"{method:8s} ipc {args.ipc:3d}  reference {ref:6.3f} s/it  condensekit {ours:6.3f} s/it  "
-              f"ratio {ours / ref:5.2f}  (threads {threads}, compile {args.compile}; per round: reference "
-              f"{[round(t, 3) for t in results['reference']]}, condensekit "
-              f"{[round(t, 3) for t in results['condensekit']]})", flush=True)
+        print(
+            f"{method:8s} ipc {args.ipc:3d}  reference {ref:6.3f} s/it  condensekit {ours:6.3f} s/it  "
+            f"ratio {ours / ref:5.2f}  (threads {threads}, compile {args.compile}; per round: reference "
+            f"{[round(t, 3) for t in results['reference']]}, condensekit "
+            f"{[round(t, 3) for t in results['condensekit']]})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -23,8 +23,23 @@ def run(nproc: int, method: str, data: str, ipc: int, iterations: int, threads: 
     from condensekit.registry import Registry
 
     with tempfile.TemporaryDirectory() as tmp:
-        args = ["distill", method, "--data", data, "--ipc", str(ipc), "--iterations", str(iterations),
-                "--registry", tmp, "--device", "cpu", "--checkpoint-every", "0", *extra]
+        args = [
+            "distill",
+            method,
+            "--data",
+            data,
+            "--ipc",
+            str(ipc),
+            "--iterations",
+            str(iterations),
+            "--registry",
+            tmp,
+            "--device",
+            "cpu",
+            "--checkpoint-every",
+            "0",
+            *extra,
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         if nproc == 1:
             command = [sys.executable, "-m", "condensekit", *args]
@@ -57,8 +72,11 @@ def main() -> None:
         one = run(nproc, args.method, args.data, args.ipc, 1, threads, extra)
         per_iteration = (full - one) / (args.iterations - 1)
         results[nproc] = per_iteration
-        print(f"{nproc} process(es) x {threads} thread(s): {per_iteration:.3f} s/iteration "
-              f"({args.method}, {args.data}, ipc {args.ipc}, {extra})", flush=True)
+        print(
+            f"{nproc} process(es) x {threads} thread(s): {per_iteration:.3f} s/iteration "
+            f"({args.method}, {args.data}, ipc {args.ipc}, {extra})",
+            flush=True,
+        )
     print(f"speed-up with 2 processes: {results[1] / results[2]:.2f}x on {cores} cores")
     print(json.dumps({"method": args.method, "ipc": args.ipc, "s_per_iteration": results, "cores": cores}))
 

@@ -33,8 +33,9 @@ def _fake_experts(ctx, num: int = 2):
 
     states = [ctx.make_backbone(1000 + k).state_dict() for k in range(2 * num)]
     cpu = [{k: v.detach().cpu() for k, v in s.items()} for s in states]
-    return Experts(ctx.dataset.name, ctx.backbone_name, ctx.dataset.resolution, cpu[:num], cpu[num:],
-                   metadata={"ref": "benchmark"})
+    return Experts(
+        ctx.dataset.name, ctx.backbone_name, ctx.dataset.resolution, cpu[:num], cpu[num:], metadata={"ref": "benchmark"}
+    )
 
 
 def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool) -> dict:
@@ -52,9 +53,15 @@ def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool)
 
     instance = cls.configured(dataset_info("cifar10"), ipc, **config)
     backbone = instance.preferred_backbone(dataset_info("cifar10"))  # e.g. DataDAM official: convnet-bn
-    ctx = make_context("cifar10", ipc=ipc, iterations=iterations, device="cuda" if torch.cuda.is_available() else "cpu",
-                       backbone=backbone,
-                       progress=lambda iteration, **metrics: stamps.append(time.perf_counter()), compile=compile)
+    ctx = make_context(
+        "cifar10",
+        ipc=ipc,
+        iterations=iterations,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        backbone=backbone,
+        progress=lambda iteration, **metrics: stamps.append(time.perf_counter()),
+        compile=compile,
+    )
     request = instance.experts_request(ctx.dataset)
     if request is not None:
         ctx.experts = _fake_experts(ctx, request.num or 5)
@@ -76,9 +83,16 @@ def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
-        "method": method, "ipc": ipc, "s_per_iteration": per_iteration, "iterations_timed": len(times),
-        "peak_mb": peak, "gflop_per_iteration": flops / 1e9, "gflops": flops / 1e9 / per_iteration,
-        "threads": torch.get_num_threads(), "config": config, "compile": compile,
+        "method": method,
+        "ipc": ipc,
+        "s_per_iteration": per_iteration,
+        "iterations_timed": len(times),
+        "peak_mb": peak,
+        "gflop_per_iteration": flops / 1e9,
+        "gflops": flops / 1e9 / per_iteration,
+        "threads": torch.get_num_threads(),
+        "config": config,
+        "compile": compile,
     }
 
 
@@ -97,8 +111,11 @@ def main() -> None:
         extra[key] = json.loads(value) if value[:1] in "0123456789-[{tf" and value not in ("t",) else value
     if args.one:
         method, ipc = args.one[0], int(args.one[1])
-        print(json.dumps(measure(method, ipc, args.iterations, {**OFFICIAL_SETTINGS.get(method, {}), **extra},
-                                args.compile)))
+        print(
+            json.dumps(
+                measure(method, ipc, args.iterations, {**OFFICIAL_SETTINGS.get(method, {}), **extra}, args.compile)
+            )
+        )
         return
     rows = []
     for method in args.methods.split(","):
@@ -111,9 +128,12 @@ def main() -> None:
                 continue
             row = json.loads(out.stdout.strip().splitlines()[-1])
             rows.append(row)
-            print(f"{row['method']:8s} ipc {row['ipc']:3d}  {row['s_per_iteration']:7.3f} s/it  "
-                  f"peak {row['peak_mb']:7.0f} MB  {row['gflop_per_iteration']:7.1f} GFLOP/it  "
-                  f"{row['gflops']:6.1f} GFLOP/s  (threads {row['threads']}, compile {row['compile']}, {row['config']})", flush=True)
+            print(
+                f"{row['method']:8s} ipc {row['ipc']:3d}  {row['s_per_iteration']:7.3f} s/it  "
+                f"peak {row['peak_mb']:7.0f} MB  {row['gflop_per_iteration']:7.1f} GFLOP/it  "
+                f"{row['gflops']:6.1f} GFLOP/s  (threads {row['threads']}, compile {row['compile']}, {row['config']})",
+                flush=True,
+            )
     print(json.dumps(rows))
 
 

@@ -31,8 +31,17 @@ GEOMETRIC: tuple[str, ...] = ("crop", "scale", "rotate")
 #: Columns of :attr:`AugParams.values`: every op's random quantities as uniforms in [0, 1),
 #: mapped to ranges at apply time (crop/cutout depend on the image size, unknown at sampling).
 VALUES: tuple[str, ...] = (
-    "flip", "brightness", "saturation", "contrast", "crop_x", "crop_y",
-    "scale_x", "scale_y", "rotate", "cutout_x", "cutout_y",
+    "flip",
+    "brightness",
+    "saturation",
+    "contrast",
+    "crop_x",
+    "crop_y",
+    "scale_x",
+    "scale_y",
+    "rotate",
+    "cutout_x",
+    "cutout_y",
 )
 _V = {name: i for i, name in enumerate(VALUES)}
 _OP = {name: i for i, name in enumerate(OPS)}
@@ -72,9 +81,7 @@ class AugParams:
         """One object holding the sets of ``params`` in order."""
         if not params:
             raise ValueError("AugParams.cat needs at least one AugParams")
-        return AugParams(
-            torch.cat([p.active for p in params]), torch.cat([p.values for p in params])
-        )
+        return AugParams(torch.cat([p.active for p in params]), torch.cat([p.values for p in params]))
 
     def index(self, groups: torch.Tensor) -> "AugParams":
         """Set ``groups[i]`` for each ``i``."""
@@ -159,8 +166,12 @@ def _cutout(x: torch.Tensor, v: torch.Tensor, cfg: DSAConfig) -> torch.Tensor:
 
 
 _APPLY: dict[str, Callable[[torch.Tensor, torch.Tensor, DSAConfig], torch.Tensor]] = {
-    "flip": _flip, "color": _color, "crop": _crop,
-    "scale": _scale, "rotate": _rotate, "cutout": _cutout,
+    "flip": _flip,
+    "color": _color,
+    "crop": _crop,
+    "scale": _scale,
+    "rotate": _rotate,
+    "cutout": _cutout,
 }
 
 
@@ -204,8 +215,7 @@ class DSA:
         unknown = sorted(set(tokens) - set(OPS))
         if unknown:
             raise UsageError(
-                f"unknown DSA op(s) {', '.join(unknown)} in strategy {strategy!r}; "
-                f"use {'_'.join(OPS)} or a subset"
+                f"unknown DSA op(s) {', '.join(unknown)} in strategy {strategy!r}; use {'_'.join(OPS)} or a subset"
             )
         self.strategy = strategy
         self.mode = mode

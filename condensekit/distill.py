@@ -202,20 +202,45 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
         raise UsageError(f"method {info.name!r} uses no experts; drop --experts")
     if experts_request is not None:
         experts = plan_experts(experts_request, ds, backbone, request.seed, registry, request.experts)
-    key = run_key(method=info.name, version=cls.version, data=ds.name, res=ds.resolution, ipc=request.ipc,
-                  backbone=backbone, seed=request.seed, config=dataclasses.asdict(config),
-                  experts=None if experts is None else experts.recipe_hash, world=world)
+    key = run_key(
+        method=info.name,
+        version=cls.version,
+        data=ds.name,
+        res=ds.resolution,
+        ipc=request.ipc,
+        backbone=backbone,
+        seed=request.seed,
+        config=dataclasses.asdict(config),
+        experts=None if experts is None else experts.recipe_hash,
+        world=world,
+    )
     output_name = None
     if request.registry is not None:
         output_name = request.name or default_name(info.name, ds.name, f"ipc{request.ipc}")
     every = DEFAULT_CHECKPOINT_EVERY if request.checkpoint_every is None else request.checkpoint_every
     classes = tuple(distributed.partition(range(ds.num_classes), rank, world))
-    return Plan(request, cls, info, config, ds, backbone, iterations, device, rank, world, classes,
-                experts, key, output_name, every)
+    return Plan(
+        request,
+        cls,
+        info,
+        config,
+        ds,
+        backbone,
+        iterations,
+        device,
+        rank,
+        world,
+        classes,
+        experts,
+        key,
+        output_name,
+        every,
+    )
 
 
-def run(plan: Plan, *, progress: ProgressCallback | None = None,
-        notify: Callable[[str], None] | None = None) -> DistillResult:
+def run(
+    plan: Plan, *, progress: ProgressCallback | None = None, notify: Callable[[str], None] | None = None
+) -> DistillResult:
     """Distill this process's classes as planned; on rank 0 the result is the whole set.
 
     Experts are provided first (loaded, or trained once by rank 0 and handed to the others);
@@ -231,8 +256,7 @@ def run(plan: Plan, *, progress: ProgressCallback | None = None,
         make_backbone = backbone_factory(plan.backbone, ds, plan.device, plan.request.compile)
         experts = None
         if plan.experts is not None:
-            experts = provide_experts(plan.experts, real, registry, plan.device, group, notify,
-                                      plan.request.data_root)
+            experts = provide_experts(plan.experts, real, registry, plan.device, group, notify, plan.request.data_root)
         checkpointer = _checkpointer(plan, notify)
         ctx = DistillContext(
             data=real,
@@ -280,8 +304,7 @@ def record(result: DistillResult) -> Any | None:
     try:
         version = None
         if result.complete and plan.registry_root is not None:
-            version = Registry(plan.registry_root).save(result.synset, name=plan.output_name,
-                                                        dtype=plan.request.dtype)
+            version = Registry(plan.registry_root).save(result.synset, name=plan.output_name, dtype=plan.request.dtype)
             result.version = version
         if plan.run_dir is not None and not result.complete:
             # On another machine this rank's checkpoint may sit in a registry of its own.
@@ -312,18 +335,26 @@ def distill(
     Under torchrun each rank distills its share of the classes; rank 0 saves the set.
     """
     root = getattr(registry, "root", registry)
-    request = DistillRequest(method, data, ipc, registry=None if root is None else str(root),
-                             config=options.pop("config", None) or {}, **options)
+    request = DistillRequest(
+        method,
+        data,
+        ipc,
+        registry=None if root is None else str(root),
+        config=options.pop("config", None) or {},
+        **options,
+    )
     result = run(plan(request, registry if hasattr(registry, "root") else None), progress=progress, notify=notify)
     record(result)
     return result
 
 
-def backbone_factory(name: str, ds: DatasetInfo, device: torch.device,
-                     compile: bool = False) -> Callable[[int], torch.nn.Module]:
+def backbone_factory(
+    name: str, ds: DatasetInfo, device: torch.device, compile: bool = False
+) -> Callable[[int], torch.nn.Module]:
     """``seed -> fresh network on device``. With ``compile``, the network's ``embed``,
     ``intermediates`` and ``forward`` go through ``torch.compile``: the graph is compiled once
     per input shape and reused by every later network of the same architecture."""
+
     def make(seed: int) -> torch.nn.Module:
         model = create_backbone(
             name, channels=ds.channels, num_classes=ds.num_classes, resolution=ds.resolution, seed=seed
@@ -349,15 +380,18 @@ def _checkpointer(plan: Plan, notify: Callable[[str], None]) -> Any:
     run_dir = plan.run_dir
     if run_dir is None:
         return NoCheckpoints()
-    checkpointer = FileCheckpointer(_checkpoint_path(plan), every=plan.checkpoint_every,
-                                    resume=plan.request.resume)
+    checkpointer = FileCheckpointer(_checkpoint_path(plan), every=plan.checkpoint_every, resume=plan.request.resume)
     if plan.request.resume and not checkpointer.exists():
         notify("no checkpoint of this run to resume from: starting from iteration 0")
     if plan.rank == 0 and plan.checkpoint_every:
         run_dir.mkdir(parents=True, exist_ok=True)
         description = {
-            "key": plan.run_key, "method": plan.plugin.name, "dataset": plan.dataset.name, "ipc": plan.ipc,
-            "name": plan.output_name, "iterations": plan.iterations,
+            "key": plan.run_key,
+            "method": plan.plugin.name,
+            "dataset": plan.dataset.name,
+            "ipc": plan.ipc,
+            "name": plan.output_name,
+            "iterations": plan.iterations,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": None if plan.request.command is None else list(plan.request.command),
         }
@@ -427,5 +461,13 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-__all__: Sequence[str] = ["DistillRequest", "Plan", "DistillResult", "plan", "run", "record", "distill",
-                          "backbone_factory"]
+__all__: Sequence[str] = [
+    "DistillRequest",
+    "Plan",
+    "DistillResult",
+    "plan",
+    "run",
+    "record",
+    "distill",
+    "backbone_factory",
+]

@@ -114,6 +114,12 @@ def shutdown_owned() -> None:
 def torchrun_command(nproc: int, args: Sequence[str]) -> list[str]:
     """The command that re-runs ``condensekit <args>`` on ``nproc`` local processes."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc-per-node={nproc}", "-m", "condensekit", *args,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "condensekit",
+        *args,
     ]

@@ -146,7 +146,7 @@ class _Trainer:
             group["lr"] = self.protocol.lr_at(self.epochs_done)
         n, b = len(data), self.protocol.batch
         perm = torch.randperm(n, generator=self.generator)
-        losses = [self.step(data, perm[s:s + b]) for s in range(0, n, b)]
+        losses = [self.step(data, perm[s : s + b]) for s in range(0, n, b)]
         self.epochs_done += 1
         return float(torch.stack(losses).mean())
 
@@ -225,8 +225,12 @@ def train_experts(
         "condensekit_version": __version__,
     }
     return Experts(
-        dataset=info.name, backbone=backbone, resolution=info.resolution,
-        initial=initial, trained=trained, metadata=metadata,
+        dataset=info.name,
+        backbone=backbone,
+        resolution=info.resolution,
+        initial=initial,
+        trained=trained,
+        metadata=metadata,
     )
 
 
@@ -280,10 +284,13 @@ def train_for_dataset(
             notify(f"no test split ({exc}): experts are trained without test accuracy")
     if notify is not None:
         seconds = estimate_expert_seconds(real, name, epochs, num, dev, batch)
-        notify(f"training {num} {name} expert{'s' if num != 1 else ''} on {info.name} ({info.resolution}px) "
-               f"for {epochs} epoch{'s' if epochs != 1 else ''} on {dev}: about {_duration(seconds)}")
-    return train_experts(real, backbone=name, num=num, epochs=epochs, seed=seed, device=dev, test=test,
-                         batch=batch, progress=progress)
+        notify(
+            f"training {num} {name} expert{'s' if num != 1 else ''} on {info.name} ({info.resolution}px) "
+            f"for {epochs} epoch{'s' if epochs != 1 else ''} on {dev}: about {_duration(seconds)}"
+        )
+    return train_experts(
+        real, backbone=name, num=num, epochs=epochs, seed=seed, device=dev, test=test, batch=batch, progress=progress
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -297,12 +304,28 @@ def _duration(seconds: float) -> str:
 def check_experts_match(experts: Experts, dataset: "DatasetInfo", backbone: str, num: int | None = None) -> None:
     """Raise a one-line :class:`UsageError` when ``experts`` were not trained for this run
     (another dataset, resolution or backbone) or hold fewer than ``num`` experts."""
-    _check_match(experts.metadata.get("ref"), experts.dataset, experts.resolution, experts.backbone, len(experts),
-                 dataset, backbone, num)
+    _check_match(
+        experts.metadata.get("ref"),
+        experts.dataset,
+        experts.resolution,
+        experts.backbone,
+        len(experts),
+        dataset,
+        backbone,
+        num,
+    )
 
 
-def _check_match(ref: str | None, trained_on: str, resolution: int, trained_backbone: str, count: int,
-                 dataset: "DatasetInfo", backbone: str, num: int | None) -> None:
+def _check_match(
+    ref: str | None,
+    trained_on: str,
+    resolution: int,
+    trained_backbone: str,
+    count: int,
+    dataset: "DatasetInfo",
+    backbone: str,
+    num: int | None,
+) -> None:
     problems = []
     if trained_on != dataset.name:
         problems.append(f"dataset {trained_on}, not {dataset.name}")
@@ -329,14 +352,22 @@ def _check_match(ref: str | None, trained_on: str, resolution: int, trained_back
 DEFAULT_NUM = 5
 
 
-def recipe_hash(dataset: str, resolution: int, backbone: str, num: int, epochs: int, seed: int,
-                protocol: dict[str, Any]) -> str:
+def recipe_hash(
+    dataset: str, resolution: int, backbone: str, num: int, epochs: int, seed: int, protocol: dict[str, Any]
+) -> str:
     """A short hash of everything that determines trained experts: two experts versions with
     the same hash hold the same networks (training is seeded)."""
     import json
 
-    identity = {"dataset": dataset, "resolution": int(resolution), "backbone": backbone, "num": int(num),
-                "epochs": int(epochs), "seed": int(seed), "protocol": protocol}
+    identity = {
+        "dataset": dataset,
+        "resolution": int(resolution),
+        "backbone": backbone,
+        "num": int(num),
+        "epochs": int(epochs),
+        "seed": int(seed),
+        "protocol": protocol,
+    }
     blob = json.dumps(identity, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -347,8 +378,15 @@ def stored_recipe_hash(metadata: dict[str, Any], dataset: str, resolution: int, 
     if metadata.get("recipe_hash"):
         return str(metadata["recipe_hash"])
     try:
-        return recipe_hash(dataset, resolution, backbone, int(metadata["num"]), int(metadata["epochs"]),
-                           int(metadata["seed"]), metadata["recipe"])
+        return recipe_hash(
+            dataset,
+            resolution,
+            backbone,
+            int(metadata["num"]),
+            int(metadata["epochs"]),
+            int(metadata["seed"]),
+            metadata["recipe"],
+        )
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -377,8 +415,9 @@ class ExpertsPlan:
         return dataclasses.asdict(self)
 
 
-def plan_experts(request: Any, dataset: "DatasetInfo", backbone: str, seed: int, registry: Any,
-                 explicit_ref: str | None = None) -> ExpertsPlan:
+def plan_experts(
+    request: Any, dataset: "DatasetInfo", backbone: str, seed: int, registry: Any, explicit_ref: str | None = None
+) -> ExpertsPlan:
     """Decide which experts a run uses (reads the registry, writes nothing).
 
     ``request`` is the method's :class:`~condensekit.methods.base.ExpertsRequest`.
@@ -394,17 +433,32 @@ def plan_experts(request: Any, dataset: "DatasetInfo", backbone: str, seed: int,
         if registry is None:
             raise UsageError("--experts needs a registry to load them from")
         version, meta = registry.experts_metadata(explicit_ref)
-        _check_match(version.ref, meta["dataset"], int(meta["resolution"]), meta["backbone"],
-                     int(meta["num_experts"]), dataset, name, request.num)
+        _check_match(
+            version.ref,
+            meta["dataset"],
+            int(meta["resolution"]),
+            meta["backbone"],
+            int(meta["num_experts"]),
+            dataset,
+            name,
+            request.num,
+        )
         digest = stored_recipe_hash(meta, dataset.name, dataset.resolution, name) or version.sha256[:16]
-        return ExpertsPlan(dataset.name, dataset.resolution, name, digest, ref=version.ref,
-                           reason=f"using experts {version.ref} (--experts)")
+        return ExpertsPlan(
+            dataset.name,
+            dataset.resolution,
+            name,
+            digest,
+            ref=version.ref,
+            reason=f"using experts {version.ref} (--experts)",
+        )
     explicit = request.num is not None or request.epochs is not None
     num = request.num if request.num is not None else DEFAULT_NUM
     epochs = request.epochs if request.epochs is not None else request.default_epochs
     _check_counts(num, epochs)
-    wanted = recipe_hash(dataset.name, dataset.resolution, name, num, epochs, seed,
-                         expert_protocol(dataset.resolution, epochs).as_dict())
+    wanted = recipe_hash(
+        dataset.name, dataset.resolution, name, num, epochs, seed, expert_protocol(dataset.resolution, epochs).as_dict()
+    )
     if registry is not None:
         for version, meta in registry.experts_versions(dataset.name, name, dataset.resolution):
             digest = stored_recipe_hash(meta, dataset.name, dataset.resolution, name)
@@ -412,15 +466,36 @@ def plan_experts(request: Any, dataset: "DatasetInfo", backbone: str, seed: int,
                 continue
             recipe = f"{meta.get('num_experts')} x {meta.get('epochs')} epochs, seed {meta.get('seed')}"
             why = "same recipe" if explicit else "newest for this dataset and backbone"
-            return ExpertsPlan(dataset.name, dataset.resolution, name, digest or version.sha256[:16],
-                               ref=version.ref, reason=f"using experts {version.ref} ({recipe}; {why})")
+            return ExpertsPlan(
+                dataset.name,
+                dataset.resolution,
+                name,
+                digest or version.sha256[:16],
+                ref=version.ref,
+                reason=f"using experts {version.ref} ({recipe}; {why})",
+            )
     what = "with the requested recipe" if explicit else "for this dataset and backbone"
-    return ExpertsPlan(dataset.name, dataset.resolution, name, wanted, num=num, epochs=epochs, seed=seed,
-                       reason=f"no stored experts {what}: training {num} {name} experts for {epochs} epochs first")
+    return ExpertsPlan(
+        dataset.name,
+        dataset.resolution,
+        name,
+        wanted,
+        num=num,
+        epochs=epochs,
+        seed=seed,
+        reason=f"no stored experts {what}: training {num} {name} experts for {epochs} epochs first",
+    )
 
 
-def provide_experts(plan: ExpertsPlan, real: "RealData", registry: Any, device: torch.device, group: Any,
-                    notify: Callable[[str], None], data_root: Any = None) -> Experts:
+def provide_experts(
+    plan: ExpertsPlan,
+    real: "RealData",
+    registry: Any,
+    device: torch.device,
+    group: Any,
+    notify: Callable[[str], None],
+    data_root: Any = None,
+) -> Experts:
     """The planned experts on every rank: loaded, or trained once by rank 0 (and saved when
     there is a registry) while the other ranks wait, then handed to them."""
     rank0 = group is None or group.rank == 0
@@ -436,8 +511,9 @@ def provide_experts(plan: ExpertsPlan, real: "RealData", registry: Any, device: 
             test = load_dataset(plan.dataset, "test", plan.resolution, data_root=data_root, device=device)
         except DatasetError:  # test accuracy is a courtesy; training needs only the train split
             test = None
-        trained = train_experts(real, backbone=plan.backbone, num=plan.num, epochs=plan.epochs, seed=plan.seed,
-                                device=device, test=test)
+        trained = train_experts(
+            real, backbone=plan.backbone, num=plan.num, epochs=plan.epochs, seed=plan.seed, device=device, test=test
+        )
         if registry is not None:
             version = registry.save_experts(trained)
             trained.metadata["ref"] = version.ref

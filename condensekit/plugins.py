@@ -48,11 +48,29 @@ PLUGIN_API: tuple[int, int] = (1, 0)
 #: config field with one of these names would shadow a core option, so it is a plugin error.
 #: Kept here, not in the CLI, because load-time validation needs it and the library does not
 #: import click; ``condensekit.cli.distill`` builds its options to match (a test checks it).
-RESERVED_CONFIG_NAMES: frozenset[str] = frozenset({
-    "data", "ipc", "backbone", "iterations", "seed", "device", "name", "resolution", "data_root",
-    "registry", "resume", "checkpoint_every", "experts", "dtype", "compile", "nproc", "dry_run",
-    "as_json", "preset",
-})
+RESERVED_CONFIG_NAMES: frozenset[str] = frozenset(
+    {
+        "data",
+        "ipc",
+        "backbone",
+        "iterations",
+        "seed",
+        "device",
+        "name",
+        "resolution",
+        "data_root",
+        "registry",
+        "resume",
+        "checkpoint_every",
+        "experts",
+        "dtype",
+        "compile",
+        "nproc",
+        "dry_run",
+        "as_json",
+        "preset",
+    }
+)
 
 #: The validation cache, under the cache dir (``$CONDENSEKIT_CACHE``).
 STATUS_CACHE_FILE = "plugin-status.json"
@@ -270,8 +288,7 @@ def check_method_api(method_cls: Any, name: str) -> None:
     declared = getattr(method_cls, "plugin_api", None)
     if not isinstance(declared, str):
         raise PluginError(
-            f"method {name!r} declares no plugin_api string; it must set plugin_api = "
-            f'"{PLUGIN_API[0]}.{PLUGIN_API[1]}"'
+            f'method {name!r} declares no plugin_api string; it must set plugin_api = "{PLUGIN_API[0]}.{PLUGIN_API[1]}"'
         )
     try:
         major, minor = (int(part) for part in declared.split(".")[:2])
@@ -532,8 +549,12 @@ def _validate_out_of_process(
         timed_out = False
         try:
             proc = subprocess.run(
-                [sys.executable, "-c", _WORKER], input=request.encode(), stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, timeout=VALIDATION_TIMEOUT_S, check=False,
+                [sys.executable, "-c", _WORKER],
+                input=request.encode(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                timeout=VALIDATION_TIMEOUT_S,
+                check=False,
             )
             output, code = proc.stdout, proc.returncode
         except subprocess.TimeoutExpired as exc:
@@ -545,7 +566,7 @@ def _validate_out_of_process(
             if not line.startswith(_RESULT_PREFIX):
                 continue
             try:
-                message = json.loads(line[len(_RESULT_PREFIX):])
+                message = json.loads(line[len(_RESULT_PREFIX) :])
             except ValueError:
                 continue
             if "start" in message:

@@ -28,9 +28,7 @@ def select_device(spec: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise UsageError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(
-                f"device {spec!r} requested but only {torch.cuda.device_count()} GPU(s) exist"
-            )
+            raise UsageError(f"device {spec!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
     elif device.type not in ("cpu", "mps"):
         raise UsageError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
     return device

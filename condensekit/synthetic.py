@@ -90,9 +90,7 @@ class SyntheticSet:
         if self.images.dim() != 4:
             raise ValueError(f"images must be (N, C, H, W), got shape {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
-            raise ValueError(
-                f"labels must be ({self.images.shape[0]},), got {tuple(self.labels.shape)}"
-            )
+            raise ValueError(f"labels must be ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
         if self.pixel_space not in PIXEL_SPACES:
             raise ValueError(f"pixel_space must be one of {PIXEL_SPACES}, got {self.pixel_space!r}")
         if self.factor < 1:

@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         if sha != EXPECTED[key]:
             wrong.append(key)
     if wrong:
-        print(f"error: {', '.join(wrong)} differ from EXPECTED; the source data or the selection changed", file=sys.stderr)
+        print(
+            f"error: {', '.join(wrong)} differ from EXPECTED; the source data or the selection changed", file=sys.stderr
+        )
         return 1
     write_npz(args.out, arrays)
     file_sha = hashlib.sha256(args.out.read_bytes()).hexdigest()

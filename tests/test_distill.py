@@ -20,8 +20,15 @@ SMALL = {"batch_real": 16}
 
 
 def _request(registry: Path | None = None, **changes: object) -> DistillRequest:
-    base = DistillRequest("dm", "cifar10-mini", 1, iterations=2, device="cpu", config=SMALL,
-                          registry=None if registry is None else str(registry))
+    base = DistillRequest(
+        "dm",
+        "cifar10-mini",
+        1,
+        iterations=2,
+        device="cpu",
+        config=SMALL,
+        registry=None if registry is None else str(registry),
+    )
     return dataclasses.replace(base, **changes)
 
 
@@ -90,8 +97,24 @@ def test_distill_wrapper_equals_the_steps(tmp_path: Path) -> None:
 def test_dry_run_prints_the_plan_as_json_and_writes_nothing(tmp_path: Path) -> None:
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = cli_run(["distill", "dm", "--data", "cifar10-mini", "--ipc", "2", "--iterations", "5",
-                        "--batch-real", "16", "--registry", str(tmp_path / "registry"), "--dry-run", "--json"])
+        code = cli_run(
+            [
+                "distill",
+                "dm",
+                "--data",
+                "cifar10-mini",
+                "--ipc",
+                "2",
+                "--iterations",
+                "5",
+                "--batch-real",
+                "16",
+                "--registry",
+                str(tmp_path / "registry"),
+                "--dry-run",
+                "--json",
+            ]
+        )
     assert code == ExitStatus.SUCCESS
     described = json.loads(out.getvalue())
     assert (described["method"], described["ipc"], described["iterations"]) == ("dm", 2, 5)

@@ -22,17 +22,35 @@ def test_partition_is_round_robin_and_complete() -> None:
 
 
 def _two_process_run(method: str, registry: Path, extra: list[str]) -> subprocess.CompletedProcess:
-    args = ["distill", method, "--data", "cifar10-mini", "--ipc", "2", "--iterations", "3",
-            "--registry", str(registry), "--device", "cpu", "--name", f"{method}-parallel", *extra]
+    args = [
+        "distill",
+        method,
+        "--data",
+        "cifar10-mini",
+        "--ipc",
+        "2",
+        "--iterations",
+        "3",
+        "--registry",
+        str(registry),
+        "--device",
+        "cpu",
+        "--name",
+        f"{method}-parallel",
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = distributed.torchrun_command(2, args)
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
 
 
-@pytest.mark.parametrize("method,config,extra", [
-    ("dm", {"batch_real": 16}, ["--batch-real", "16"]),
-    ("datadam", {"batch_real": 16}, ["--batch-real", "16"]),
-])
+@pytest.mark.parametrize(
+    "method,config,extra",
+    [
+        ("dm", {"batch_real": 16}, ["--batch-real", "16"]),
+        ("datadam", {"batch_real": 16}, ["--batch-real", "16"]),
+    ],
+)
 def test_two_processes_match_one(method: str, config: dict, extra: list[str], tmp_path: Path) -> None:
     registry = Registry(tmp_path / "registry")
     single = distill(method, "cifar10-mini", 2, iterations=3, device="cpu", config=config)
@@ -57,9 +75,24 @@ def test_unpartitionable_method_is_refused(tmp_path: Path) -> None:
         "from condensekit.cli.app import run\n"
         "sys.exit(run(sys.argv[1:]))\n"
     )
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               str(script), "distill", "random", "--data", "cifar10-mini", "--ipc", "1",
-               "--registry", str(tmp_path / "registry"), "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        str(script),
+        "distill",
+        "random",
+        "--data",
+        "cifar10-mini",
+        "--ipc",
+        "1",
+        "--registry",
+        str(tmp_path / "registry"),
+        "--device",
+        "cpu",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "does not decompose over classes" in result.stderr
@@ -69,9 +102,22 @@ def test_unpartitionable_method_is_refused(tmp_path: Path) -> None:
 def test_two_processes_train_and_store_one_experts_version(tmp_path: Path) -> None:
     # No experts stored yet: rank 0 trains them once, rank 1 waits and receives the same ones.
     registry = Registry(tmp_path / "registry")
-    result = _two_process_run("dance", registry.root, [
-        "--res", "16", "--ipc", "1", "--num-experts", "1", "--expert-epochs", "1", "--batch-real", "16",
-    ])
+    result = _two_process_run(
+        "dance",
+        registry.root,
+        [
+            "--res",
+            "16",
+            "--ipc",
+            "1",
+            "--num-experts",
+            "1",
+            "--expert-epochs",
+            "1",
+            "--batch-real",
+            "16",
+        ],
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert [(row["name"], row["versions"]) for row in registry.list_experts()] == [("cifar10-mini-convnet-16", [1])]
     parallel = registry.load("dance-parallel")

@@ -76,8 +76,22 @@ def test_each_kind_of_error_has_a_code_of_its_own() -> None:
 
 
 def test_an_unknown_backbone_exits_6_with_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
-    code = run(["distill", "dm", "--data", "cifar10-mini", "--ipc", "1", "--backbone", "nosuch",
-                "--iterations", "1", "--registry", str(tmp_path / "registry")])
+    code = run(
+        [
+            "distill",
+            "dm",
+            "--data",
+            "cifar10-mini",
+            "--ipc",
+            "1",
+            "--backbone",
+            "nosuch",
+            "--iterations",
+            "1",
+            "--registry",
+            str(tmp_path / "registry"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == ExitStatus.BACKBONE == 6
     assert len(err.splitlines()) == 1 and "unknown backbone 'nosuch'" in err

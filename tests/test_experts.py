@@ -56,8 +56,29 @@ def cli_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Experts
     root = tmp_path_factory.mktemp("registry")
     capture = io.StringIO()
     with contextlib.redirect_stdout(capture):
-        code = run(["experts", "train", "--data", DATASET, "--res", str(RES), "--batch", str(BATCH), "--num", "1",
-                    "--epochs", "1", "--device", "cpu", "--seed", "3", "--registry", str(root), "--json"])
+        code = run(
+            [
+                "experts",
+                "train",
+                "--data",
+                DATASET,
+                "--res",
+                str(RES),
+                "--batch",
+                str(BATCH),
+                "--num",
+                "1",
+                "--epochs",
+                "1",
+                "--device",
+                "cpu",
+                "--seed",
+                "3",
+                "--registry",
+                str(root),
+                "--json",
+            ]
+        )
     found = Registry(root).experts_versions(DATASET, "convnet", RES)
     assert code == 0 and len(found) == 1, capture.getvalue()
     return code, capture.getvalue(), Registry(root).load_experts(found[0][0].ref), root
@@ -104,8 +125,13 @@ def test_expert_beats_chance_on_the_test_split(cli_run: tuple) -> None:
 def test_initial_state_is_a_fresh_backbone_with_the_recorded_seed(cli_run: tuple) -> None:
     _, _, experts, _ = cli_run
     info = dataset_info(DATASET, RES)
-    fresh = create_backbone(experts.backbone, channels=info.channels, num_classes=info.num_classes,
-                            resolution=info.resolution, seed=experts.metadata["init_seeds"][0])
+    fresh = create_backbone(
+        experts.backbone,
+        channels=info.channels,
+        num_classes=info.num_classes,
+        resolution=info.resolution,
+        seed=experts.metadata["init_seeds"][0],
+    )
     assert _states_equal(fresh.state_dict(), experts.initial[0])
 
 
@@ -124,8 +150,16 @@ def test_metadata_records_the_official_recipe(cli_run: tuple) -> None:
 @pytest.fixture(scope="module")
 def two_small(small: RealData) -> tuple[Experts, list]:
     calls: list = []
-    experts = train_experts(small, backbone="convnet", num=2, epochs=2, seed=0, device="cpu", batch=50,
-                            progress=lambda done, total, **metrics: calls.append((done, total, metrics)))
+    experts = train_experts(
+        small,
+        backbone="convnet",
+        num=2,
+        epochs=2,
+        seed=0,
+        device="cpu",
+        batch=50,
+        progress=lambda done, total, **metrics: calls.append((done, total, metrics)),
+    )
     return experts, calls
 
 
@@ -142,8 +176,9 @@ def test_each_expert_starts_from_its_own_recorded_initialization(two_small: tupl
     seeds = experts.metadata["init_seeds"]
     assert seeds[0] != seeds[1]
     for k in range(2):
-        fresh = create_backbone("convnet", channels=info.channels, num_classes=info.num_classes,
-                                resolution=info.resolution, seed=seeds[k])
+        fresh = create_backbone(
+            "convnet", channels=info.channels, num_classes=info.num_classes, resolution=info.resolution, seed=seeds[k]
+        )
         assert _states_equal(fresh.state_dict(), experts.initial[k])
         assert not _states_equal(experts.initial[k], experts.trained[k])
     assert not _states_equal(experts.initial[0], experts.initial[1])
@@ -175,10 +210,18 @@ def test_estimate_is_positive_and_scales_with_work(mini: tuple) -> None:
 def _experts(dataset: str = DATASET, backbone: str = "convnet", resolution: int = 32, num: int = 2) -> Experts:
     # Real (untrained) ConvNet weights: the check reads only the artifact's identity.
     info = dataset_info(dataset)
-    model = create_backbone(backbone, channels=info.channels, num_classes=info.num_classes, resolution=resolution, seed=0)
+    model = create_backbone(
+        backbone, channels=info.channels, num_classes=info.num_classes, resolution=resolution, seed=0
+    )
     states = [model.state_dict() for _ in range(num)]
-    return Experts(dataset=dataset, backbone=backbone, resolution=resolution, initial=states, trained=states,
-                   metadata={"ref": "cifar10-mini-convnet:v1"})
+    return Experts(
+        dataset=dataset,
+        backbone=backbone,
+        resolution=resolution,
+        initial=states,
+        trained=states,
+        metadata={"ref": "cifar10-mini-convnet:v1"},
+    )
 
 
 def test_matching_experts_pass_the_check() -> None:
@@ -216,6 +259,7 @@ def test_cli_refuses_zero_experts(registry_root, capsys: pytest.CaptureFixture) 
 
 # --- planning which experts a run uses ------------------------------------------------
 
+
 def _stored(registry: Registry, num: int, epochs: int, seed: int = 0) -> str:
     """Experts saved with the metadata ``train_experts`` records (weights are placeholders:
     planning reads only the index)."""
@@ -229,7 +273,9 @@ def _stored(registry: Registry, num: int, epochs: int, seed: int = 0) -> str:
 def test_recipe_hash_of_old_metadata_equals_the_recorded_one() -> None:
     recipe = expert_protocol(RES, 3).as_dict()
     metadata = {"num": 2, "epochs": 3, "seed": 1, "recipe": recipe}
-    assert stored_recipe_hash(metadata, DATASET, RES, "convnet") == recipe_hash(DATASET, RES, "convnet", 2, 3, 1, recipe)
+    assert stored_recipe_hash(metadata, DATASET, RES, "convnet") == recipe_hash(
+        DATASET, RES, "convnet", 2, 3, 1, recipe
+    )
 
 
 def test_no_recipe_named_uses_the_newest_stored_experts(tmp_path: Path) -> None:
@@ -242,8 +288,9 @@ def test_no_recipe_named_uses_the_newest_stored_experts(tmp_path: Path) -> None:
 
 
 def test_no_recipe_and_nothing_stored_trains_the_default_recipe(tmp_path: Path) -> None:
-    planned = plan_experts(ExpertsRequest(default_epochs=7), dataset_info(DATASET, RES), "convnet", 4,
-                           Registry(tmp_path))
+    planned = plan_experts(
+        ExpertsRequest(default_epochs=7), dataset_info(DATASET, RES), "convnet", 4, Registry(tmp_path)
+    )
     assert planned.train and (planned.num, planned.epochs, planned.seed) == (5, 7, 4)
 
 
@@ -274,5 +321,6 @@ def test_the_recipe_hash_identifies_stored_and_trained_experts_alike(tmp_path: P
 def test_trained_experts_record_their_recipe_hash(two_small: tuple) -> None:
     experts = two_small[0]
     meta = experts.metadata
-    assert meta["recipe_hash"] == recipe_hash(DATASET, RES, "convnet", meta["num"], meta["epochs"], meta["seed"],
-                                              meta["recipe"])
+    assert meta["recipe_hash"] == recipe_hash(
+        DATASET, RES, "convnet", meta["num"], meta["epochs"], meta["seed"], meta["recipe"]
+    )

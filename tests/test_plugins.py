@@ -100,7 +100,10 @@ def cli(*args: str, site: Path | None = None, env: dict[str, str] | None = None)
         extra["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(
         [sys.executable, "-m", "condensekit", *args],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **extra},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **extra},
     )
 
 
@@ -170,8 +173,14 @@ _OMIT = object()
 def sample_method(**attrs: Any) -> type:
     """A Method subclass named "sample" that follows the contract, but for ``attrs``."""
     body: dict[str, Any] = {
-        "__doc__": "A sample method.", "name": "sample", "version": "1.0", "plugin_api": "1.0", "Config": SampleConfig,
-        "presets": {"fast": {"steps": 2}}, "default_preset": None, "smoke_config": {"steps": 1},
+        "__doc__": "A sample method.",
+        "name": "sample",
+        "version": "1.0",
+        "plugin_api": "1.0",
+        "Config": SampleConfig,
+        "presets": {"fast": {"steps": 2}},
+        "default_preset": None,
+        "smoke_config": {"steps": 1},
     }
     body.update(attrs)
     return type("Sample", (Method,), {k: v for k, v in body.items() if v is not _OMIT})
@@ -190,17 +199,34 @@ def test_valid_method_passes_validation() -> None:
         ({"version": ""}, "method 'sample' sets no version"),
         ({"Config": _OMIT}, "method 'sample' has no Config; set Config to a dataclass"),
         ({"Config": dict}, "Config .* is not a dataclass; decorate it with @dataclass"),
-        ({"Config": dataclasses.make_dataclass("C", [("seed", int, 0)])},
-         "config field 'seed' collides with a core option; rename it"),
-        ({"presets": {"fast": {"lr_typo": 1.0}}},
-         r"preset 'fast' sets unknown config field\(s\) lr_typo; use fields of"),
+        (
+            {"Config": dataclasses.make_dataclass("C", [("seed", int, 0)])},
+            "config field 'seed' collides with a core option; rename it",
+        ),
+        (
+            {"presets": {"fast": {"lr_typo": 1.0}}},
+            r"preset 'fast' sets unknown config field\(s\) lr_typo; use fields of",
+        ),
         ({"default_preset": "slow"}, r"default_preset 'slow' is not one of its presets \(fast\)"),
         ({"smoke_config": {"iters": 1}}, r"smoke_config sets unknown config field\(s\) iters"),
-        ({"Config": NeedsValue, "presets": {}, "smoke_config": {}},
-         r"cannot build its default config \(TypeError: .*\); give every Config field a valid default"),
+        (
+            {"Config": NeedsValue, "presets": {}, "smoke_config": {}},
+            r"cannot build its default config \(TypeError: .*\); give every Config field a valid default",
+        ),
     ],
-    ids=["no-plugin-api", "no-name", "other-name", "no-version", "no-config", "config-not-dataclass", "core-option-field",
-         "preset-unknown-field", "unknown-default-preset", "smoke-unknown-field", "no-default-config"],
+    ids=[
+        "no-plugin-api",
+        "no-name",
+        "other-name",
+        "no-version",
+        "no-config",
+        "config-not-dataclass",
+        "core-option-field",
+        "preset-unknown-field",
+        "unknown-default-preset",
+        "smoke-unknown-field",
+        "no-default-config",
+    ],
 )
 def test_method_breaking_the_contract_is_refused(attrs: dict[str, Any], reason: str) -> None:
     with pytest.raises(PluginError, match=reason) as raised:
@@ -252,7 +278,9 @@ def test_dataset_that_is_not_a_spec_is_listed_as_broken(broken_distribution: Pat
 def flip_backbone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A backbone plugin that validates; returns its module file (tests then break it)."""
     root = make_distribution(
-        tmp_path / "site", "condensekit-flip", {"condensekit.backbones": {"flip": "ck_flip_backbone:net"}},
+        tmp_path / "site",
+        "condensekit-flip",
+        {"condensekit.backbones": {"flip": "ck_flip_backbone:net"}},
         {"ck_flip_backbone": 'def net(**kwargs):\n    """A network."""\n    return None\n'},
     )
     monkeypatch.syspath_prepend(str(root))
@@ -307,7 +335,9 @@ def test_edited_module_is_validated_again(flip_backbone: Path) -> None:
 
 def test_plugin_that_kills_the_interpreter_is_listed_as_broken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_distribution(
-        tmp_path / "site", "condensekit-exits", {"condensekit.backbones": {"exits": "ck_exits_backbone:net"}},
+        tmp_path / "site",
+        "condensekit-exits",
+        {"condensekit.backbones": {"exits": "ck_exits_backbone:net"}},
         {"ck_exits_backbone": "import os\nos._exit(7)\n\ndef net(**kwargs):\n    return None\n"},
     )
     monkeypatch.syspath_prepend(str(root))
@@ -332,18 +362,21 @@ LIST_AND_REPORT = (
 
 def test_listing_with_a_cold_cache_imports_no_plugin_and_no_torch(tmp_path: Path) -> None:
     env = {**os.environ, "CONDENSEKIT_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-c", LIST_AND_REPORT], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", LIST_AND_REPORT], capture_output=True, text=True, timeout=300, env=env
+    )
     assert "LOADED [] SUBPROCESSES 1 CODE 0" in result.stderr, result.stderr  # validated in a child
 
 
 def test_listing_with_a_warm_cache_imports_nothing_and_starts_no_process(tmp_path: Path) -> None:
     env = {**os.environ, "CONDENSEKIT_CACHE": str(tmp_path / "cache")}
-    warm = subprocess.run([sys.executable, "-m", "condensekit", "list", "methods"], capture_output=True,
-                          text=True, timeout=300, env=env)
+    warm = subprocess.run(
+        [sys.executable, "-m", "condensekit", "list", "methods"], capture_output=True, text=True, timeout=300, env=env
+    )
     assert warm.returncode == 0, warm.stderr
-    result = subprocess.run([sys.executable, "-c", LIST_AND_REPORT], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", LIST_AND_REPORT], capture_output=True, text=True, timeout=300, env=env
+    )
     assert "LOADED [] SUBPROCESSES 0 CODE 0" in result.stderr, result.stderr
 
 
@@ -360,9 +393,9 @@ def test_distill_help_lists_broken_methods_and_exits_0(broken_distribution: Path
     assert result.returncode == 0, result.stderr
     shown = squash(result.stdout)
     assert squash("broken-import (broken: method plugin 'broken-import' from condensekit-broken 0.3.0") in shown
-    assert squash(
-        "no-dataclass (broken: method 'no-dataclass' Config (ck_no_dataclass:Cfg) is not a dataclass"
-    ) in shown
+    assert (
+        squash("no-dataclass (broken: method 'no-dataclass' Config (ck_no_dataclass:Cfg) is not a dataclass") in shown
+    )
     assert squash("herding Herding: real images") in shown
 
 

@@ -48,7 +48,7 @@ def check_backbone_name(name: str) -> None:
     if name.startswith(TIMM_PREFIX):
         import timm
 
-        model = name[len(TIMM_PREFIX):]
+        model = name[len(TIMM_PREFIX) :]
         if not timm.is_model(model):
             close = timm.list_models(f"*{model}*")[:5]
             hint = f" (similar: {', '.join(close)})" if close else ""
@@ -56,14 +56,16 @@ def check_backbone_name(name: str) -> None:
         return
     known = plugins.names("backbone")
     if name not in known:
-        raise BackboneError(f"unknown backbone {name!r}: {plugins.suggest(name, known)}; any timm model works as timm:NAME")
+        raise BackboneError(
+            f"unknown backbone {name!r}: {plugins.suggest(name, known)}; any timm model works as timm:NAME"
+        )
 
 
 def _build(name: str, channels: int, num_classes: int, resolution: int, **kwargs: Any) -> nn.Module:
     if name.startswith(TIMM_PREFIX):
         from condensekit.backbones.timm_adapter import TimmBackbone
 
-        return TimmBackbone(name[len(TIMM_PREFIX):], channels, num_classes, resolution, **kwargs)
+        return TimmBackbone(name[len(TIMM_PREFIX) :], channels, num_classes, resolution, **kwargs)
     try:
         factory, _ = plugins.load("backbone", name)
     except PluginError as exc:

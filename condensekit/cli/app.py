@@ -39,8 +39,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="show the version and exit"),
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="show the version and exit"
+    ),
     debug: bool = typer.Option(False, "--debug", help="show tracebacks and debug logs"),
 ) -> None:
     state.debug = debug
@@ -96,7 +97,9 @@ def run(argv: list[str] | None = None) -> int:
         return int(result) if isinstance(result, int) else ExitStatus.SUCCESS
     except click.exceptions.Exit as exc:
         if exc.exit_code == ExitStatus.INTERRUPTED:  # Typer turns Ctrl-C into a silent Exit(130)
-            console.error_line("interrupted; nothing partial was recorded (rerun with --resume to continue a distillation)")
+            console.error_line(
+                "interrupted; nothing partial was recorded (rerun with --resume to continue a distillation)"
+            )
         return exc.exit_code
     except (click.exceptions.Abort, typer.Abort):
         console.error_line("aborted")

@@ -34,16 +34,36 @@ COMMON_OPTIONS: list[click.Option] = [
     click.Option(["--data-root"], default=None, envvar="CONDENSEKIT_DATA", help="dataset root folder"),
     click.Option(["--registry"], default=None, envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
     click.Option(["--resume"], is_flag=True, default=False, help="continue an interrupted run of the same command"),
-    click.Option(["--checkpoint-every"], type=int, default=None, help="checkpoint every N iterations (default 100; 0: never)"),
+    click.Option(
+        ["--checkpoint-every"], type=int, default=None, help="checkpoint every N iterations (default 100; 0: never)"
+    ),
     click.Option(["--experts"], default=None, help="experts reference for methods that use experts"),
-    click.Option(["--dtype"], type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
-                 help="storage dtype of the images"),
-    click.Option(["--compile"], is_flag=True, default=False,
-                 help="torch.compile the backbone (faster long runs; needs a C++ compiler on CPU)"),
-    click.Option(["--nproc"], type=int, default=1, show_default=True,
-                 help="distill classes on N local processes (torchrun --standalone)"),
-    click.Option(["--dry-run"], is_flag=True, default=False,
-                 help="print the resolved plan (config, backbone, experts, run key, output name) and stop"),
+    click.Option(
+        ["--dtype"],
+        type=click.Choice(["float32", "float16"]),
+        default="float32",
+        show_default=True,
+        help="storage dtype of the images",
+    ),
+    click.Option(
+        ["--compile"],
+        is_flag=True,
+        default=False,
+        help="torch.compile the backbone (faster long runs; needs a C++ compiler on CPU)",
+    ),
+    click.Option(
+        ["--nproc"],
+        type=int,
+        default=1,
+        show_default=True,
+        help="distill classes on N local processes (torchrun --standalone)",
+    ),
+    click.Option(
+        ["--dry-run"],
+        is_flag=True,
+        default=False,
+        help="print the resolved plan (config, backbone, experts, run key, output name) and stop",
+    ),
     click.Option(["--json", "as_json"], is_flag=True, default=False, help="print the result as JSON on stdout"),
 ]
 
@@ -101,8 +121,9 @@ class DistillGroup(click.Group):
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # click's default asks every sub-command for its short help, which would import every
         # method plugin here, and let one broken plugin fail ``distill --help``.
-        rows = [(info.name, f"({info.status})" if info.broken else info.description)
-                for info in plugins.discover("method")]
+        rows = [
+            (info.name, f"({info.status})" if info.broken else info.description) for info in plugins.discover("method")
+        ]
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
@@ -121,8 +142,12 @@ class DistillGroup(click.Group):
         params: list[click.Parameter] = [*COMMON_OPTIONS]
         if cls.presets:
             params.append(
-                click.Option(["--preset"], type=click.Choice(list(cls.presets)), default=None,
-                             help=f"named configuration [default: {cls.default_preset or 'none'}]")
+                click.Option(
+                    ["--preset"],
+                    type=click.Choice(list(cls.presets)),
+                    default=None,
+                    help=f"named configuration [default: {cls.default_preset or 'none'}]",
+                )
             )
         params.extend(config_options(cls))
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
@@ -150,8 +175,11 @@ def run_distill(method_cls: type, kwargs: dict[str, Any]) -> None:
     common = {opt.name: kwargs.pop(opt.name) for opt in COMMON_OPTIONS}
     as_json, dry_run = common.pop("as_json"), common.pop("dry_run")
     request = DistillRequest(
-        method=method_cls.name, preset=kwargs.pop("preset", None), command=tuple(state.argv),
-        config={k: v for k, v in kwargs.items() if v is not None}, **common,
+        method=method_cls.name,
+        preset=kwargs.pop("preset", None),
+        command=tuple(state.argv),
+        config={k: v for k, v in kwargs.items() if v is not None},
+        **common,
     )
     planned = plan(request)  # validates everything before any work, on one process or many
     if dry_run:
@@ -168,8 +196,11 @@ def run_distill(method_cls: type, kwargs: dict[str, Any]) -> None:
         )
     with console.progress_reporter(enabled=rank0) as reporter:
         reporter.task("distill", planned.plugin.name, planned.iterations)
-        result = run(planned, progress=lambda iteration, **metrics: reporter.update("distill", iteration, **metrics),
-                     notify=console.notify if rank0 else (lambda message: None))
+        result = run(
+            planned,
+            progress=lambda iteration, **metrics: reporter.update("distill", iteration, **metrics),
+            notify=console.notify if rank0 else (lambda message: None),
+        )
     version = record(result)
     if version is None:
         return
@@ -211,7 +242,7 @@ def _relaunch(nproc: int) -> None:
     args = list(state.argv)
     for i, arg in enumerate(args):
         if arg == "--nproc":
-            del args[i:i + 2]
+            del args[i : i + 2]
             break
         if arg.startswith("--nproc="):
             del args[i]

@@ -47,9 +47,15 @@ def gather(data_root: Optional[str], registry: Optional[str]) -> dict[str, Any]:
             "HDF5_USE_FILE_LOCKING": os.environ.get("HDF5_USE_FILE_LOCKING"),
         },
         "plugins": {
-            kind: [{"name": i.name, "distribution": i.distribution, "version": i.distribution_version,
-                    "status": i.status if i.broken else plugins.check_import(kind, i.name)}
-                   for i in plugins.discover(kind)]
+            kind: [
+                {
+                    "name": i.name,
+                    "distribution": i.distribution,
+                    "version": i.distribution_version,
+                    "status": i.status if i.broken else plugins.check_import(kind, i.name),
+                }
+                for i in plugins.discover(kind)
+            ]
             for kind in plugins.GROUPS
         },
     }
@@ -58,7 +64,9 @@ def gather(data_root: Optional[str], registry: Optional[str]) -> dict[str, Any]:
 def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
     data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
-    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
+    registry: Optional[str] = typer.Option(
+        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
+    ),
 ) -> None:
     """Show versions, the device, resolved paths and the status of every plugin."""
     report = gather(data_root, registry)
@@ -72,8 +80,15 @@ def doctor_command(
     for name, version in report["versions"].items():
         table.add_row(name, version or "[red]not installed[/red]")
     dev = report["device"]
-    table.add_row("device (auto)", f"{dev['auto']}" + (f": {', '.join(dev['cuda_devices'])}" if dev["cuda_devices"] else
-                                                      f" (no CUDA GPU; {dev['cpu_threads']} CPU threads)"))
+    table.add_row(
+        "device (auto)",
+        f"{dev['auto']}"
+        + (
+            f": {', '.join(dev['cuda_devices'])}"
+            if dev["cuda_devices"]
+            else f" (no CUDA GPU; {dev['cpu_threads']} CPU threads)"
+        ),
+    )
     p = report["paths"]
     table.add_row("data root", f"{p['data_root']}" + ("" if p["data_root_exists"] else " [yellow](missing)[/yellow]"))
     table.add_row("cache", p["cache_dir"])

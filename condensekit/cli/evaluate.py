@@ -17,8 +17,11 @@ ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str
 
 def eval_command(
     ref: Optional[str] = typer.Argument(None, help="set reference NAME[:vN|:ALIAS] (default: the latest set)"),
-    arch: str = typer.Option("default", "--arch", help="comma-separated backbones, e.g. convnet,timm:resnet18 "
-                             "('default': the dataset's default backbone)"),
+    arch: str = typer.Option(
+        "default",
+        "--arch",
+        help="comma-separated backbones, e.g. convnet,timm:resnet18 ('default': the dataset's default backbone)",
+    ),
     runs: int = typer.Option(5, "--runs", help="networks trained per architecture"),
     protocol: ProtocolName = typer.Option("dc", "--protocol", help="training recipe (dc: DC/DSA/DM; idc: IDC/DANCE)"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs (default: the protocol's)"),
@@ -27,11 +30,13 @@ def eval_command(
     dsa: Optional[bool] = typer.Option(None, "--dsa/--no-dsa", help="DSA augmentation (default: the protocol's)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
     seed: int = typer.Option(0, "--seed", help="evaluation seed (each run's seed derives from it)"),
-    autocast: bool = typer.Option(False, "--autocast/--no-autocast",
-                                  help="mixed precision (bf16 on CPU, fp16 on CUDA)"),
+    autocast: bool = typer.Option(
+        False, "--autocast/--no-autocast", help="mixed precision (bf16 on CPU, fp16 on CUDA)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
-    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY",
-                                           help="registry root folder"),
+    registry: Optional[str] = typer.Option(
+        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
+    ),
     data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
 ) -> None:
     """Train fresh networks on a stored set and test them on the real test split.
@@ -55,8 +60,19 @@ def eval_command(
                 reporter.update(event.arch, event.run * event.epochs + event.epoch, run=event.run + 1)
 
         report = evaluate(
-            synset, archs=arch, runs=runs, protocol=protocol.value, epochs=epochs, lr=lr, batch=batch, dsa=dsa,
-            device=device, seed=seed, data_root=data_root, progress=on_progress, use_autocast=autocast,
+            synset,
+            archs=arch,
+            runs=runs,
+            protocol=protocol.value,
+            epochs=epochs,
+            lr=lr,
+            batch=batch,
+            dsa=dsa,
+            device=device,
+            seed=seed,
+            data_root=data_root,
+            progress=on_progress,
+            use_autocast=autocast,
         )
     result = report.as_dict()
     with Registry(registry) as reg:  # only now: an interrupted evaluation records nothing
@@ -65,8 +81,10 @@ def eval_command(
         console.print_json({"ref": version.ref, "eval_id": eval_id, **result})
         return
     p = report.params
-    title = (f"{version.ref}: protocol {report.protocol} ({p['epochs']} epochs, batch {p['batch']}, "
-             f"lr {p['lr']:g}, dsa {'on' if p['dsa'] else 'off'}) on {p['dataset']} test ({p['test_images']} images)")
+    title = (
+        f"{version.ref}: protocol {report.protocol} ({p['epochs']} epochs, batch {p['batch']}, "
+        f"lr {p['lr']:g}, dsa {'on' if p['dsa'] else 'off'}) on {p['dataset']} test ({p['test_images']} images)"
+    )
     table = Table(title=title, title_justify="left")
     for column, justify in (("arch", "left"), ("runs", "right"), ("accuracy (%)", "right"), ("wall time", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
@@ -78,8 +96,9 @@ def eval_command(
 def compare_command(
     refs: list[str] = typer.Argument(..., help="set references to compare"),
     as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
-    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY",
-                                           help="registry root folder"),
+    registry: Optional[str] = typer.Option(
+        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
+    ),
 ) -> None:
     """Side-by-side accuracies of sets, from their stored evaluations (the latest per protocol)."""
     from condensekit.registry import Registry
@@ -118,8 +137,13 @@ def _compare_row(shown: dict[str, Any]) -> dict[str, Any]:
         per_protocol = scores.setdefault(f"{ev.get('protocol')}{'*' if custom else ''}", {})
         for a, score in ev.get("scores", {}).items():
             per_protocol[a] = {**score, "eval_id": ev.get("id"), "created": ev.get("created")}
-    return {"ref": shown["ref"], "method": meta.get("method"), "dataset": meta.get("dataset"),
-            "ipc": meta.get("ipc"), "scores": scores}
+    return {
+        "ref": shown["ref"],
+        "method": meta.get("method"),
+        "dataset": meta.get("dataset"),
+        "ipc": meta.get("ipc"),
+        "scores": scores,
+    }
 
 
 def _mean_std(mean: float, std: float | None) -> str:

@@ -15,7 +15,9 @@ from condensekit.cli import console
 
 def train_command(
     data: str = typer.Option(..., "--data", help="dataset name (see condensekit list datasets)"),
-    backbone: Optional[str] = typer.Option(None, "--backbone", help="backbone name or timm:NAME (default: the dataset's)"),
+    backbone: Optional[str] = typer.Option(
+        None, "--backbone", help="backbone name or timm:NAME (default: the dataset's)"
+    ),
     num: int = typer.Option(5, "--num", help="number of experts"),
     epochs: int = typer.Option(60, "--epochs", help="training epochs per expert (DANCE: 60, 80 at 128 px)"),
     seed: int = typer.Option(0, "--seed", help="random seed (initial weights, batches, augmentation)"),
@@ -23,7 +25,9 @@ def train_command(
     batch: Optional[int] = typer.Option(None, "--batch", help="batch size (default: 64, 128 at 128 px and above)"),
     resolution: Optional[int] = typer.Option(None, "--res", help="image resolution (default: the dataset's)"),
     data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
-    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
+    registry: Optional[str] = typer.Option(
+        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
+    ),
     name: Optional[str] = typer.Option(None, "--name", help="registry name (default: <dataset>-<backbone>)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
@@ -43,23 +47,34 @@ def train_command(
             reporter.update("experts", done, **metrics)
 
         experts = train_for_dataset(
-            data, backbone=backbone, num=num, epochs=epochs, seed=seed, device=device, resolution=resolution,
-            data_root=data_root, batch=batch, progress=progress, notify=console.notify,
+            data,
+            backbone=backbone,
+            num=num,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            resolution=resolution,
+            data_root=data_root,
+            batch=batch,
+            progress=progress,
+            notify=console.notify,
         )
     version = store.save_experts(experts, name=name)
     accuracies = experts.metadata.get("test_accuracy", [])
     if as_json:
-        console.print_json({
-            "ref": version.ref,
-            "path": str(version.path),
-            "dataset": experts.dataset,
-            "backbone": experts.backbone,
-            "resolution": experts.resolution,
-            "num": len(experts),
-            "epochs": experts.metadata.get("epochs"),
-            "test_accuracy": accuracies,
-            "wall_time_s": experts.metadata.get("wall_time_s"),
-        })
+        console.print_json(
+            {
+                "ref": version.ref,
+                "path": str(version.path),
+                "dataset": experts.dataset,
+                "backbone": experts.backbone,
+                "resolution": experts.resolution,
+                "num": len(experts),
+                "epochs": experts.metadata.get("epochs"),
+                "test_accuracy": accuracies,
+                "wall_time_s": experts.metadata.get("wall_time_s"),
+            }
+        )
         return
     console.stdout.print(
         f"saved [bold]{version.ref}[/bold] ({len(experts)} {experts.backbone} experts on {experts.dataset}, "

@@ -67,7 +67,9 @@ def list_command(
     check: bool = typer.Option(False, "--check", help="validate every plugin again now, ignoring the cached results"),
     timm: Optional[str] = typer.Option(None, "--timm", help="with backbones: also list timm models matching PATTERN"),
     data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
-    registry: Optional[str] = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
+    registry: Optional[str] = typer.Option(
+        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
+    ),
 ) -> None:
     """List installed methods, datasets, backbones, or the sets and experts in the registry."""
     kinds = [kind] if kind else [Kind.methods, Kind.datasets, Kind.backbones]
@@ -97,8 +99,10 @@ def list_command(
         if key in ("methods", "backbones"):
             console.stdout.print(_plugin_table(key, rows))
             if key == "backbones":
-                console.stdout.print("any timm model also works as [bold]timm:NAME[/bold] "
-                                     "(list them with --timm PATTERN, e.g. --timm 'resnet*')")
+                console.stdout.print(
+                    "any timm model also works as [bold]timm:NAME[/bold] "
+                    "(list them with --timm PATTERN, e.g. --timm 'resnet*')"
+                )
         elif key == "datasets":
             columns = ["name", "resolution", "classes", "channels", "present", "where", "distribution"]
             console.stdout.print(_dict_table("datasets", rows, columns))
@@ -108,8 +112,18 @@ def list_command(
             console.stdout.print(_dict_table("sets", rows, [c for c in columns if not rows or c in rows[0]] or columns))
         elif key == "experts":
             rows = [{**r, "aliases": _aliases(r)} for r in rows]
-            columns = ["name", "latest", "aliases", "dataset", "backbone", "resolution", "experts", "epochs",
-                       "test_accuracy", "created"]
+            columns = [
+                "name",
+                "latest",
+                "aliases",
+                "dataset",
+                "backbone",
+                "resolution",
+                "experts",
+                "epochs",
+                "test_accuracy",
+                "created",
+            ]
             console.stdout.print(_dict_table("experts", rows, [c for c in columns if not rows or c in rows[0]]))
         else:
             console.stdout.print(_dict_table(key, rows, ["name"]))

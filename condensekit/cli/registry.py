@@ -22,9 +22,10 @@ from condensekit.paths import REGISTRY_ENV
 if TYPE_CHECKING:
     from condensekit.registry import Registry
 
-RegistryOpt = Annotated[Optional[Path], typer.Option(
-    "--registry", envvar=REGISTRY_ENV, show_envvar=True,
-    help="Registry root (default: ./registry).")]
+RegistryOpt = Annotated[
+    Optional[Path],
+    typer.Option("--registry", envvar=REGISTRY_ENV, show_envvar=True, help="Registry root (default: ./registry)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
 RefArg = Annotated[str, typer.Argument(help="A set: NAME, NAME:vN, NAME:latest or NAME:ALIAS.")]
 
@@ -49,8 +50,13 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
     table = Table(title=info["ref"], show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    facts = {"aliases": ", ".join(info["aliases"]) or "-", "images": info["size"],
-             "registered": info["created"], "path": info["path"], "sha256": info["sha256"]}
+    facts = {
+        "aliases": ", ".join(info["aliases"]) or "-",
+        "images": info["size"],
+        "registered": info["created"],
+        "path": info["path"],
+        "sha256": info["sha256"],
+    }
     for key, value in {**facts, **meta}.items():
         if key == "class_names":
             value = f"{len(value)}: " + ", ".join(value[:10]) + (", ..." if len(value) > 10 else "")
@@ -137,8 +143,9 @@ def tag(
 
 
 def check(
-    fix: Annotated[bool, typer.Option(
-        "--fix", help="Remove leftover and orphan files, dangling rows and unreadable checkpoints.")] = False,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Remove leftover and orphan files, dangling rows and unreadable checkpoints.")
+    ] = False,
     registry: RegistryOpt = None,
 ) -> None:
     """Verify the registry: leftover writes, orphan files, missing files, sha256 of every file, run folders."""

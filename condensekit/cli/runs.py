@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from condensekit.registry import Registry
     from condensekit.registry.runs import RunInfo
 
-KeysArg = Annotated[Optional[list[str]], typer.Argument(
-    help="Run keys to remove (the first column of `condensekit runs`).", show_default=False)]
+KeysArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Run keys to remove (the first column of `condensekit runs`).", show_default=False),
+]
 
 
 def _registry(ctx: typer.Context, root: Path | None) -> "Registry":
@@ -76,10 +78,20 @@ def _print_runs(reg: "Registry", as_json: bool) -> None:
     for column in ("key", "method", "dataset", "ipc", "iteration", "age", "size"):
         table.add_column(column, justify="right" if column in ("ipc", "iteration", "age", "size") else "left")
     for run in runs:
-        iteration = run.iteration if run.iterations is None or not isinstance(run.iteration, int) \
+        iteration = (
+            run.iteration
+            if run.iterations is None or not isinstance(run.iteration, int)
             else f"{run.iteration}/{run.iterations}"
-        cells = (run.key, _cell(run.method), _cell(run.dataset), _cell(run.ipc), _cell(iteration),
-                 format_age(run.age()), format_size(run.size))
+        )
+        cells = (
+            run.key,
+            _cell(run.method),
+            _cell(run.dataset),
+            _cell(run.ipc),
+            _cell(iteration),
+            format_age(run.age()),
+            format_size(run.size),
+        )
         table.add_row(*(Text(cell) for cell in cells))  # Text: values are data, never rich markup
     console.stdout.print(table)
 
@@ -99,8 +111,10 @@ def list_command(ctx: typer.Context, registry: RegistryOpt = None, as_json: Json
 def rm_command(
     ctx: typer.Context,
     keys: KeysArg = None,
-    older_than: Annotated[Optional[str], typer.Option(
-        "--older-than", metavar="AGE", help="Remove runs not written for AGE: 90s, 30m, 12h, 7d.")] = None,
+    older_than: Annotated[
+        Optional[str],
+        typer.Option("--older-than", metavar="AGE", help="Remove runs not written for AGE: 90s, 30m, 12h, 7d."),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove every run folder.")] = False,
     registry: RegistryOpt = None,
     as_json: JsonOpt = False,
@@ -123,8 +137,12 @@ def rm_command(
 
 def register(app: typer.Typer) -> None:
     """Add the ``runs`` command group (``runs`` alone lists, like ``runs list``)."""
-    sub = typer.Typer(name="runs", help="Run folders: checkpoints of unfinished distillations (--resume).",
-                      invoke_without_command=True, no_args_is_help=False)
+    sub = typer.Typer(
+        name="runs",
+        help="Run folders: checkpoints of unfinished distillations (--resume).",
+        invoke_without_command=True,
+        no_args_is_help=False,
+    )
     sub.callback()(runs_callback)
     sub.command("list")(list_command)
     sub.command("rm")(rm_command)

@@ -124,8 +124,12 @@ def _cached_files(spec: DatasetSpec, split: str, resolution: int, root: Path) ->
 def _validate(spec: DatasetSpec, resolution: int, x: np.ndarray, y: np.ndarray, origin: str) -> None:
     expected = (resolution, resolution, spec.channels)
     ok = (
-        x.dtype == np.uint8 and x.ndim == 4 and tuple(x.shape[1:]) == expected and len(x) == len(y) > 0
-        and int(y.min()) >= 0 and int(y.max()) < spec.num_classes
+        x.dtype == np.uint8
+        and x.ndim == 4
+        and tuple(x.shape[1:]) == expected
+        and len(x) == len(y) > 0
+        and int(y.min()) >= 0
+        and int(y.max()) < spec.num_classes
     )
     if not ok:
         labels = f"labels in [{int(y.min())}, {int(y.max())}]" if len(y) else "no labels"
@@ -176,7 +180,9 @@ def load_arrays(
                 write_arrays(target, x, np.asarray(y, dtype=np.int64))
                 log.info("cached %s %s (%d images) in %s", name, split, len(x), target)
             except OSError as exc:  # a read-only cache slows later runs but must not fail this one
-                log.warning("could not write the array cache %s (%s); set CONDENSEKIT_CACHE to a writable folder", target, exc)
+                log.warning(
+                    "could not write the array cache %s (%s); set CONDENSEKIT_CACHE to a writable folder", target, exc
+                )
     y = np.asarray(y, dtype=np.int64)
     _validate(spec, res, x, y, origin)
     return x, y, origin

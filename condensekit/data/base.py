@@ -107,9 +107,11 @@ class RealData:
         else:
             if c not in self._warned_small:
                 log.warning(
-                    "%s class %d has %d images, fewer than the requested batch of %d: "
-                    "sampling with replacement",
-                    self.info.name, c, count, n,
+                    "%s class %d has %d images, fewer than the requested batch of %d: sampling with replacement",
+                    self.info.name,
+                    c,
+                    count,
+                    n,
                 )
                 self._warned_small.update(range(self.info.num_classes))
             local = torch.randint(count, (n,), generator=generator)

@@ -165,8 +165,10 @@ class DatasetSpec:
             f"{' + '.join(self.expected_files(split))}, or the array cache {self.cache_folder(resolution)}/{split}.npz"
         )
         if not _writable(root):
-            raise DatasetError(f"{missing}; the folder is not writable, so nothing was downloaded; "
-                               f"point --data-root or CONDENSEKIT_DATA to a folder that has it")
+            raise DatasetError(
+                f"{missing}; the folder is not writable, so nothing was downloaded; "
+                f"point --data-root or CONDENSEKIT_DATA to a folder that has it"
+            )
         try:
             root.mkdir(parents=True, exist_ok=True)
             with _download_guard():
@@ -174,8 +176,10 @@ class DatasetSpec:
         except DatasetError:
             raise
         except Exception as exc:  # urllib, tarfile, torchvision: any download failure is one line
-            raise DatasetError(f"{missing}; downloading it failed ({_reason(exc)}); "
-                               f"connect to the internet or point --data-root to a folder that has it") from None
+            raise DatasetError(
+                f"{missing}; downloading it failed ({_reason(exc)}); "
+                f"connect to the internet or point --data-root to a folder that has it"
+            ) from None
         if not self.reader.present(root, split):
             raise DatasetError(f"{missing}; the download did not provide these files")
 
@@ -195,16 +199,40 @@ _CIFAR100_CLASSES = tuple(
     sweet_pepper table tank telephone television tiger tractor train trout tulip turtle wardrobe whale
     willow_tree wolf woman worm""".split()
 )
-_FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+_FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 _IMAGENETTE = {  # WNID -> name, in torchvision's (sorted-WNID) class order
-    "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
-    "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
-    "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball", "n03888257": "parachute",
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
+    "n03888257": "parachute",
 }
 _IMAGEWOOF = {
-    "n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
-    "n02089973": "English foxhound", "n02093754": "Border terrier", "n02096294": "Australian terrier",
-    "n02099601": "golden retriever", "n02105641": "Old English sheepdog", "n02111889": "Samoyed",
+    "n02086240": "Shih-Tzu",
+    "n02087394": "Rhodesian ridgeback",
+    "n02088364": "beagle",
+    "n02089973": "English foxhound",
+    "n02093754": "Border terrier",
+    "n02096294": "Australian terrier",
+    "n02099601": "golden retriever",
+    "n02105641": "Old English sheepdog",
+    "n02111889": "Samoyed",
     "n02115641": "dingo",
 }
 # Tiny ImageNet's 200 WNIDs (its wnids.txt), sorted: the ImageFolder label order the papers use.
@@ -233,8 +261,13 @@ _TINY_WNIDS = tuple(
 _FASTAI_URL = "https://s3.amazonaws.com/fast-ai-imageclas/{stem}{{suffix}}.tgz"
 
 CIFAR10 = DatasetSpec(
-    name="cifar10", class_names=_CIFAR10_CLASSES, channels=3, mean=_CIFAR10_MEAN, std=_CIFAR10_STD,
-    native_resolution=32, description="CIFAR-10: 50,000 + 10,000 32x32 colour images, 10 classes",
+    name="cifar10",
+    class_names=_CIFAR10_CLASSES,
+    channels=3,
+    mean=_CIFAR10_MEAN,
+    std=_CIFAR10_STD,
+    native_resolution=32,
+    description="CIFAR-10: 50,000 + 10,000 32x32 colour images, 10 classes",
     reader=TorchvisionArrays(
         "CIFAR10",
         train_files=tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6)),
@@ -242,14 +275,25 @@ CIFAR10 = DatasetSpec(
     ),
 )
 CIFAR100 = DatasetSpec(
-    name="cifar100", class_names=_CIFAR100_CLASSES, channels=3,
-    mean=(0.5071, 0.4866, 0.4409), std=(0.2673, 0.2564, 0.2762),
-    native_resolution=32, description="CIFAR-100: 50,000 + 10,000 32x32 colour images, 100 classes",
-    reader=TorchvisionArrays("CIFAR100", train_files=("cifar-100-python/train",), test_files=("cifar-100-python/test",)),
+    name="cifar100",
+    class_names=_CIFAR100_CLASSES,
+    channels=3,
+    mean=(0.5071, 0.4866, 0.4409),
+    std=(0.2673, 0.2564, 0.2762),
+    native_resolution=32,
+    description="CIFAR-100: 50,000 + 10,000 32x32 colour images, 100 classes",
+    reader=TorchvisionArrays(
+        "CIFAR100", train_files=("cifar-100-python/train",), test_files=("cifar-100-python/test",)
+    ),
 )
 MNIST = DatasetSpec(
-    name="mnist", class_names=_DIGITS, channels=1, mean=(0.1307,), std=(0.3081,),
-    native_resolution=28, description="MNIST: 60,000 + 10,000 28x28 handwritten digits",
+    name="mnist",
+    class_names=_DIGITS,
+    channels=1,
+    mean=(0.1307,),
+    std=(0.3081,),
+    native_resolution=28,
+    description="MNIST: 60,000 + 10,000 28x28 handwritten digits",
     reader=TorchvisionArrays(
         "MNIST",
         train_files=("MNIST/raw/train-images-idx3-ubyte", "MNIST/raw/train-labels-idx1-ubyte"),
@@ -258,8 +302,13 @@ MNIST = DatasetSpec(
     ),
 )
 FASHION_MNIST = DatasetSpec(
-    name="fashion-mnist", class_names=_FASHION_CLASSES, channels=1, mean=(0.2861,), std=(0.3530,),
-    native_resolution=28, description="Fashion-MNIST: 60,000 + 10,000 28x28 grey clothing images, 10 classes",
+    name="fashion-mnist",
+    class_names=_FASHION_CLASSES,
+    channels=1,
+    mean=(0.2861,),
+    std=(0.3530,),
+    native_resolution=28,
+    description="Fashion-MNIST: 60,000 + 10,000 28x28 grey clothing images, 10 classes",
     reader=TorchvisionArrays(
         "FashionMNIST",
         train_files=("FashionMNIST/raw/train-images-idx3-ubyte", "FashionMNIST/raw/train-labels-idx1-ubyte"),
@@ -268,32 +317,60 @@ FASHION_MNIST = DatasetSpec(
     ),
 )
 SVHN = DatasetSpec(
-    name="svhn", class_names=_DIGITS, channels=3,
-    mean=(0.4377, 0.4438, 0.4728), std=(0.1980, 0.2010, 0.1970),
-    native_resolution=32, description="SVHN: 73,257 + 26,032 32x32 house-number digits (reading needs scipy)",
+    name="svhn",
+    class_names=_DIGITS,
+    channels=3,
+    mean=(0.4377, 0.4438, 0.4728),
+    std=(0.1980, 0.2010, 0.1970),
+    native_resolution=32,
+    description="SVHN: 73,257 + 26,032 32x32 house-number digits (reading needs scipy)",
     reader=TorchvisionArrays(
-        "SVHN", train_files=("train_32x32.mat",), test_files=("test_32x32.mat",),
-        split_arg="split", layout="NCHW", labels_attr="labels",
+        "SVHN",
+        train_files=("train_32x32.mat",),
+        test_files=("test_32x32.mat",),
+        split_arg="split",
+        layout="NCHW",
+        labels_attr="labels",
     ),
 )
 IMAGENETTE = DatasetSpec(
-    name="imagenette", class_names=tuple(_IMAGENETTE.values()), channels=3, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
-    default_resolution=128, description="Imagenette: 10 easy ImageNet classes, resized to 128x128 by default",
+    name="imagenette",
+    class_names=tuple(_IMAGENETTE.values()),
+    channels=3,
+    mean=_IMAGENET_MEAN,
+    std=_IMAGENET_STD,
+    default_resolution=128,
+    description="Imagenette: 10 easy ImageNet classes, resized to 128x128 by default",
     reader=FastaiFolders("imagenette2", tuple(_IMAGENETTE), _FASTAI_URL.format(stem="imagenette2"), "Imagenette"),
 )
 IMAGEWOOF = DatasetSpec(
-    name="imagewoof", class_names=tuple(_IMAGEWOOF.values()), channels=3, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
-    default_resolution=128, description="Imagewoof: 10 dog breeds from ImageNet, resized to 128x128 by default",
+    name="imagewoof",
+    class_names=tuple(_IMAGEWOOF.values()),
+    channels=3,
+    mean=_IMAGENET_MEAN,
+    std=_IMAGENET_STD,
+    default_resolution=128,
+    description="Imagewoof: 10 dog breeds from ImageNet, resized to 128x128 by default",
     reader=FastaiFolders("imagewoof2", tuple(_IMAGEWOOF), _FASTAI_URL.format(stem="imagewoof2")),
 )
 TINYIMAGENET = DatasetSpec(
-    name="tinyimagenet", class_names=_TINY_WNIDS, channels=3, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
-    native_resolution=64, description="Tiny ImageNet: 100,000 + 10,000 (val) 64x64 images, 200 classes (WNIDs)",
+    name="tinyimagenet",
+    class_names=_TINY_WNIDS,
+    channels=3,
+    mean=_IMAGENET_MEAN,
+    std=_IMAGENET_STD,
+    native_resolution=64,
+    description="Tiny ImageNet: 100,000 + 10,000 (val) 64x64 images, 200 classes (WNIDs)",
     reader=TinyImageNetFolders(_TINY_WNIDS),
 )
 CIFAR10_MINI = DatasetSpec(
-    name="cifar10-mini", class_names=_CIFAR10_CLASSES, channels=3, mean=_CIFAR10_MEAN, std=_CIFAR10_STD,
-    native_resolution=32, cache=False,
+    name="cifar10-mini",
+    class_names=_CIFAR10_CLASSES,
+    channels=3,
+    mean=_CIFAR10_MEAN,
+    std=_CIFAR10_STD,
+    native_resolution=32,
+    cache=False,
     description="Embedded real CIFAR-10 subset: 200 train + 100 test images per class, no download",
     reader=EmbeddedArrays("cifar10-mini.npz"),
 )

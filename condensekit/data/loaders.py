@@ -142,7 +142,11 @@ class TorchvisionArrays:
 
 
 #: fastai's archive variants: torchvision's ``size`` argument, folder suffix, short side (None: full size).
-_FASTAI_SIZES: tuple[tuple[str, str, int | None], ...] = (("160px", "-160", 160), ("320px", "-320", 320), ("full", "", None))
+_FASTAI_SIZES: tuple[tuple[str, str, int | None], ...] = (
+    ("160px", "-160", 160),
+    ("320px", "-320", 320),
+    ("full", "", None),
+)
 
 
 @dataclass(frozen=True)
@@ -194,9 +198,11 @@ class FastaiFolders:
         if self.torchvision_class:
             import torchvision.datasets
 
-            getattr(torchvision.datasets, self.torchvision_class)(str(root), split=_FOLDER_SPLIT[split], size=size, download=True)
+            getattr(torchvision.datasets, self.torchvision_class)(
+                str(root), split=_FOLDER_SPLIT[split], size=size, download=True
+            )
         else:
-            _download_archive(self.url.format(suffix=folder[len(self.stem):]), root)
+            _download_archive(self.url.format(suffix=folder[len(self.stem) :]), root)
 
     def read(self, root: Path, split: str, resolution: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
         import torchvision.datasets
@@ -279,7 +285,9 @@ class EmbeddedArrays:
         return "embedded"
 
     def download(self, root: Path, split: str, resolution: int) -> None:
-        raise DatasetError(f"the embedded file {self.file} is missing from the installed package; reinstall condensekit")
+        raise DatasetError(
+            f"the embedded file {self.file} is missing from the installed package; reinstall condensekit"
+        )
 
     def read(self, root: Path, split: str, resolution: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
         with files("condensekit.data").joinpath("embedded", self.file).open("rb") as fh, np.load(fh) as data:

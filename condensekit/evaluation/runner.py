@@ -164,7 +164,11 @@ def _training_tensors(synset: SyntheticSet, info: Any) -> tuple[torch.Tensor, to
         if synset.pixel_space != "normalized":
             raise UsageError("the synthetic set has unit-space images but no mean/std in its metadata")
         synset = SyntheticSet(  # a normalized set without its statistics: the dataset's own
-            synset.images, synset.labels, synset.soft_labels, synset.pixel_space, synset.factor,
+            synset.images,
+            synset.labels,
+            synset.soft_labels,
+            synset.pixel_space,
+            synset.factor,
             {**synset.metadata, "mean": list(info.mean), "std": list(info.std)},
         )
     images, labels, soft = synset.training_tensors()

@@ -120,8 +120,6 @@ def protocol_loss(
     return F.cross_entropy(model(x).float(), y)
 
 
-
-
 def cutmix(
     x: torch.Tensor, beta: float, generator: torch.Generator, rng: np.random.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, float]:

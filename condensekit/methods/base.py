@@ -122,9 +122,7 @@ class Method:
             if chosen not in cls.presets:
                 from condensekit.errors import UsageError
 
-                raise UsageError(
-                    f"unknown preset {chosen!r} for {cls.name}; choose one of {', '.join(cls.presets)}"
-                )
+                raise UsageError(f"unknown preset {chosen!r} for {cls.name}; choose one of {', '.join(cls.presets)}")
             values.update(cls.presets[chosen])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.Config(**values)

@@ -117,8 +117,7 @@ def export_folder(synset: SyntheticSet, directory: str | os.PathLike) -> Path:
     return out
 
 
-def import_set(path: str | os.PathLike, name: str, registry: "Registry",
-               dataset: str | None = None) -> "SetVersion":
+def import_set(path: str | os.PathLike, name: str, registry: "Registry", dataset: str | None = None) -> "SetVersion":
     """Store a set given as a condensekit HDF5 file, or as an ``images.pt``/``labels.pt``
     pair (a directory holding them, or the ``images.pt`` path) of normalized-space float
     images of ``dataset``. Everything is validated before anything is written; a bad
@@ -154,29 +153,39 @@ def _from_pt(images_path: Path, dataset: str) -> SyntheticSet:
     soft = _load_tensor(soft_path) if soft_path.is_file() else None
     expected = (info.channels, info.resolution, info.resolution)
     if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-        raise RegistryError(f"{images_path}: images have shape {tuple(images.shape)}, "
-                            f"expected (N, {', '.join(map(str, expected))}) for {info.name}")
+        raise RegistryError(
+            f"{images_path}: images have shape {tuple(images.shape)}, "
+            f"expected (N, {', '.join(map(str, expected))}) for {info.name}"
+        )
     if not images.is_floating_point() or not torch.isfinite(images).all():
         raise RegistryError(f"{images_path}: images must be finite floating-point values")
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-        raise RegistryError(f"{labels_path}: expected {images.shape[0]} labels (one per image), "
-                            f"got shape {tuple(labels.shape)}")
+        raise RegistryError(
+            f"{labels_path}: expected {images.shape[0]} labels (one per image), got shape {tuple(labels.shape)}"
+        )
     if labels.is_floating_point() and not torch.equal(labels, labels.round()):
         raise RegistryError(f"{labels_path}: labels must be integer class indices")
     labels = labels.long()
     if labels.numel() and (labels.min() < 0 or labels.max() >= info.num_classes):
-        raise RegistryError(f"{labels_path}: labels must be in [0, {info.num_classes}) for {info.name}, "
-                            f"got {int(labels.min())}..{int(labels.max())}")
+        raise RegistryError(
+            f"{labels_path}: labels must be in [0, {info.num_classes}) for {info.name}, "
+            f"got {int(labels.min())}..{int(labels.max())}"
+        )
     if soft is not None and tuple(soft.shape) != (images.shape[0], info.num_classes):
-        raise RegistryError(f"{soft_path}: expected shape ({images.shape[0]}, {info.num_classes}), "
-                            f"got {tuple(soft.shape)}")
+        raise RegistryError(
+            f"{soft_path}: expected shape ({images.shape[0]}, {info.num_classes}), got {tuple(soft.shape)}"
+        )
     counts = torch.bincount(labels, minlength=info.num_classes)
     ipc = int(counts[0]) if bool((counts == counts[0]).all()) else None
-    metadata = {**info.as_metadata(), "method": "imported", "source": str(images_path.parent),
-                "ipc": ipc}
-    return SyntheticSet(images=images.float(), labels=labels,
-                        soft_labels=None if soft is None else soft.float(),
-                        pixel_space="normalized", factor=1, metadata=metadata)
+    metadata = {**info.as_metadata(), "method": "imported", "source": str(images_path.parent), "ipc": ipc}
+    return SyntheticSet(
+        images=images.float(),
+        labels=labels,
+        soft_labels=None if soft is None else soft.float(),
+        pixel_space="normalized",
+        factor=1,
+        metadata=metadata,
+    )
 
 
 def _load_tensor(path: Path) -> torch.Tensor:
@@ -202,8 +211,11 @@ def _pil(image: np.ndarray) -> Image.Image:
 
 
 def _class_names(synset: SyntheticSet, labels: torch.Tensor) -> list[str]:
-    count = max(int(synset.metadata.get("num_classes", 0)), len(synset.class_names),
-                int(labels.max()) + 1 if labels.numel() else 0)
+    count = max(
+        int(synset.metadata.get("num_classes", 0)),
+        len(synset.class_names),
+        int(labels.max()) + 1 if labels.numel() else 0,
+    )
     names = synset.class_names
     return [names[k] if k < len(names) else str(k) for k in range(count)]
 

@@ -133,8 +133,9 @@ def read_set(path: Path, verify: bool = True) -> tuple[SyntheticSet, str]:
         arrays = read_arrays(path, f)
         meta = read_metadata(f)
     if verify and content_sha256(arrays) != header["sha256"]:
-        raise RegistryError(f"{path}: contents do not match the file's sha256 (corrupted); "
-                            "run `condensekit registry check`")
+        raise RegistryError(
+            f"{path}: contents do not match the file's sha256 (corrupted); run `condensekit registry check`"
+        )
     meta["stored_dtype"] = str(arrays["images"].dtype.name)
     soft = arrays.get("soft_labels")
     try:
@@ -192,21 +193,29 @@ def fsync_path(path: Path) -> None:
 def _check_header(path: Path, f: h5py.File) -> dict[str, Any]:
     fmt = f.attrs.get("format")
     if fmt != FORMAT:
-        raise RegistryError(f"{path}: not a condensekit set (format attribute is {_to_python(fmt)!r}, "
-                            f"expected {FORMAT!r})")
+        raise RegistryError(
+            f"{path}: not a condensekit set (format attribute is {_to_python(fmt)!r}, expected {FORMAT!r})"
+        )
     version = int(f.attrs.get("format_version", -1))
     if version > FORMAT_VERSION or version < 1:
-        raise RegistryError(f"{path}: format_version {version} is not supported by this condensekit "
-                            f"(reads 1..{FORMAT_VERSION}); upgrade condensekit")
-    missing = [k for k in ("sha256", "pixel_space", "factor") if k not in f.attrs] + \
-              [k for k in ("images", "labels") if k not in f]
+        raise RegistryError(
+            f"{path}: format_version {version} is not supported by this condensekit "
+            f"(reads 1..{FORMAT_VERSION}); upgrade condensekit"
+        )
+    missing = [k for k in ("sha256", "pixel_space", "factor") if k not in f.attrs] + [
+        k for k in ("images", "labels") if k not in f
+    ]
     if missing:
         raise RegistryError(f"{path}: invalid condensekit set, missing {', '.join(missing)}")
     space = _to_python(f.attrs["pixel_space"])
     if space not in PIXEL_SPACES:
         raise RegistryError(f"{path}: invalid pixel_space {space!r}")
-    return {"format_version": version, "sha256": _to_python(f.attrs["sha256"]),
-            "pixel_space": space, "factor": int(f.attrs["factor"])}
+    return {
+        "format_version": version,
+        "sha256": _to_python(f.attrs["sha256"]),
+        "pixel_space": space,
+        "factor": int(f.attrs["factor"]),
+    }
 
 
 def _validate(where: str, images: np.ndarray, labels: np.ndarray, meta: Mapping[str, Any]) -> None:
@@ -234,8 +243,10 @@ def _complete_metadata(synset: SyntheticSet) -> dict[str, Any]:
     _, c, h, _ = synset.images.shape
     for key in ("dataset", "mean", "std"):
         if key not in meta:
-            raise RegistryError(f"cannot save: the set's metadata has no {key!r} (a set must say "
-                                "which dataset and normalization it belongs to)")
+            raise RegistryError(
+                f"cannot save: the set's metadata has no {key!r} (a set must say "
+                "which dataset and normalization it belongs to)"
+            )
     meta.setdefault("channels", c)
     meta.setdefault("resolution", h)
     meta.setdefault("class_names", [])

@@ -25,10 +25,26 @@ from condensekit.registry.migrations import migrate
 INDEX_FILE = "index.sqlite"
 WAL_ENV = "CONDENSEKIT_SQLITE_WAL"
 BUSY_TIMEOUT_S = 60.0
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb", "smb2", "smb3", "smbfs", "lustre", "gpfs", "ceph",
-    "glusterfs", "beegfs", "9p", "afs", "ncpfs", "davfs",
-})
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb",
+        "smb2",
+        "smb3",
+        "smbfs",
+        "lustre",
+        "gpfs",
+        "ceph",
+        "glusterfs",
+        "beegfs",
+        "9p",
+        "afs",
+        "ncpfs",
+        "davfs",
+    }
+)
 
 
 def now() -> str:
@@ -110,8 +126,10 @@ class Index:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise RegistryError(f"cannot write the registry index {self.path}: {exc} "
-                                f"(another process held it for {BUSY_TIMEOUT_S:.0f} s)") from None
+            raise RegistryError(
+                f"cannot write the registry index {self.path}: {exc} "
+                f"(another process held it for {BUSY_TIMEOUT_S:.0f} s)"
+            ) from None
         try:
             yield self.conn
             self.conn.execute("COMMIT")
@@ -134,8 +152,9 @@ class Index:
         found = self.row("SELECT last_version FROM names WHERE kind = ? AND name = ?", (kind, name))
         return 1 + (found["last_version"] if found else 0)
 
-    def insert_version(self, kind: str, name: str, version: int, path: str, sha256: str,
-                       metadata: dict[str, Any], **columns: Any) -> int:
+    def insert_version(
+        self, kind: str, name: str, version: int, path: str, sha256: str, metadata: dict[str, Any], **columns: Any
+    ) -> int:
         """Insert a version row (call inside :meth:`write`); returns its id."""
         created = now()
         self.conn.execute(
@@ -143,8 +162,16 @@ class Index:
             "ON CONFLICT (kind, name) DO UPDATE SET last_version = max(last_version, excluded.last_version)",
             (kind, name, version, created),
         )
-        fields = {"kind": kind, "name": name, "version": version, "path": path, "sha256": sha256,
-                  "created": created, "metadata": to_json(metadata), **columns}
+        fields = {
+            "kind": kind,
+            "name": name,
+            "version": version,
+            "path": path,
+            "sha256": sha256,
+            "created": created,
+            "metadata": to_json(metadata),
+            **columns,
+        }
         cursor = self.conn.execute(
             f"INSERT INTO versions ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
             tuple(fields.values()),
@@ -160,15 +187,15 @@ class Index:
         return self.rows("SELECT * FROM versions WHERE kind = ? AND name = ? ORDER BY version", (kind, name))
 
     def version(self, kind: str, name: str, version: int) -> dict[str, Any] | None:
-        return self.row("SELECT * FROM versions WHERE kind = ? AND name = ? AND version = ?",
-                        (kind, name, version))
+        return self.row("SELECT * FROM versions WHERE kind = ? AND name = ? AND version = ?", (kind, name, version))
 
     def latest(self, kind: str, name: str | None = None) -> dict[str, Any] | None:
         """The highest version of ``name``, or the most recently written version of any name."""
         if name is None:
             return self.row("SELECT * FROM versions WHERE kind = ? ORDER BY id DESC LIMIT 1", (kind,))
-        return self.row("SELECT * FROM versions WHERE kind = ? AND name = ? ORDER BY version DESC LIMIT 1",
-                        (kind, name))
+        return self.row(
+            "SELECT * FROM versions WHERE kind = ? AND name = ? ORDER BY version DESC LIMIT 1", (kind, name)
+        )
 
     def all_paths(self) -> dict[str, dict[str, Any]]:
         return {r["path"]: r for r in self.rows("SELECT * FROM versions")}
@@ -181,12 +208,16 @@ class Index:
     def aliased(self, kind: str, name: str, alias: str) -> dict[str, Any] | None:
         return self.row(
             "SELECT v.* FROM aliases a JOIN versions v ON v.id = a.version_id "
-            "WHERE a.kind = ? AND a.name = ? AND a.alias = ?", (kind, name, alias))
+            "WHERE a.kind = ? AND a.name = ? AND a.alias = ?",
+            (kind, name, alias),
+        )
 
     def aliases(self, kind: str, name: str) -> dict[str, int]:
         rows = self.rows(
             "SELECT a.alias, v.version FROM aliases a JOIN versions v ON v.id = a.version_id "
-            "WHERE a.kind = ? AND a.name = ? ORDER BY a.alias", (kind, name))
+            "WHERE a.kind = ? AND a.name = ? ORDER BY a.alias",
+            (kind, name),
+        )
         return {r["alias"]: r["version"] for r in rows}
 
     def set_alias(self, kind: str, name: str, alias: str, version_id: int) -> None:
@@ -199,8 +230,13 @@ class Index:
 
     # --- evaluations ----------------------------------------------------------------------
 
-    def insert_eval(self, version_id: int, protocol: str | None, result: dict[str, Any],
-                    scores: dict[str, tuple[float, float | None]]) -> int:
+    def insert_eval(
+        self,
+        version_id: int,
+        protocol: str | None,
+        result: dict[str, Any],
+        scores: dict[str, tuple[float, float | None]],
+    ) -> int:
         cursor = self.conn.execute(
             "INSERT INTO evals (version_id, protocol, created, result) VALUES (?, ?, ?, ?)",
             (version_id, protocol, now(), to_json(result)),
@@ -215,13 +251,16 @@ class Index:
     def evals(self, version_id: int) -> list[dict[str, Any]]:
         out = []
         for row in self.rows("SELECT * FROM evals WHERE version_id = ? ORDER BY id", (version_id,)):
-            scores = self.rows("SELECT arch, mean, std FROM eval_scores WHERE eval_id = ? ORDER BY arch",
-                               (row["id"],))
-            out.append({
-                "id": row["id"], "protocol": row["protocol"], "created": row["created"],
-                "scores": {s["arch"]: {"mean": s["mean"], "std": s["std"]} for s in scores},
-                "result": json.loads(row["result"]),
-            })
+            scores = self.rows("SELECT arch, mean, std FROM eval_scores WHERE eval_id = ? ORDER BY arch", (row["id"],))
+            out.append(
+                {
+                    "id": row["id"],
+                    "protocol": row["protocol"],
+                    "created": row["created"],
+                    "scores": {s["arch"]: {"mean": s["mean"], "std": s["std"]} for s in scores},
+                    "result": json.loads(row["result"]),
+                }
+            )
         return out
 
     def best_score(self, kind: str, name: str) -> dict[str, Any] | None:
@@ -229,5 +268,6 @@ class Index:
         return self.row(
             "SELECT v.version, s.arch, s.mean, s.std, e.protocol FROM eval_scores s "
             "JOIN evals e ON e.id = s.eval_id JOIN versions v ON v.id = e.version_id "
-            "WHERE v.kind = ? AND v.name = ? ORDER BY s.mean DESC LIMIT 1", (kind, name))
-
+            "WHERE v.kind = ? AND v.name = ? ORDER BY s.mean DESC LIMIT 1",
+            (kind, name),
+        )

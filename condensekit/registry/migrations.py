@@ -46,7 +46,9 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
 
 @migration
 def m001_initial(conn: sqlite3.Connection) -> None:
-    _run(conn, """
+    _run(
+        conn,
+        """
     CREATE TABLE names (
         kind TEXT NOT NULL CHECK (kind IN ('set', 'experts')),
         name TEXT NOT NULL,
@@ -95,7 +97,8 @@ def m001_initial(conn: sqlite3.Connection) -> None:
         std REAL,
         PRIMARY KEY (eval_id, arch)
     );
-    """)
+    """,
+    )
 
 
 def _run(conn: sqlite3.Connection, script: str) -> None:

@@ -38,8 +38,7 @@ def validate_name(name: str, what: str = "name") -> str:
     """Return ``name`` if it is a valid set/alias name, else raise a one-line RegistryError."""
     if not _NAME_RE.match(name):
         raise RegistryError(
-            f"invalid {what} {name!r}: use 1-128 letters, digits, '-', '_' or '.', "
-            "starting with a letter or digit"
+            f"invalid {what} {name!r}: use 1-128 letters, digits, '-', '_' or '.', starting with a letter or digit"
         )
     return name
 

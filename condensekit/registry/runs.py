@@ -54,8 +54,12 @@ class Checkpoint:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "iteration": UNREADABLE if self.iteration is None else self.iteration,
-                "size": self.size, **({"error": self.error} if self.error else {})}
+        return {
+            "file": self.file,
+            "iteration": UNREADABLE if self.iteration is None else self.iteration,
+            "size": self.size,
+            **({"error": self.error} if self.error else {}),
+        }
 
 
 @dataclass(frozen=True)
@@ -94,11 +98,19 @@ class RunInfo:
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         """The JSON form of ``condensekit runs --json`` (unknown fields are null)."""
         return {
-            "key": self.key, "path": str(self.path), "method": self.method, "dataset": self.dataset,
-            "ipc": self.ipc, "name": self.name, "iterations": self.iterations, "iteration": self.iteration,
-            "created": self.created, "command": self.command,
+            "key": self.key,
+            "path": str(self.path),
+            "method": self.method,
+            "dataset": self.dataset,
+            "ipc": self.ipc,
+            "name": self.name,
+            "iterations": self.iterations,
+            "iteration": self.iteration,
+            "created": self.created,
+            "command": self.command,
             "modified": _dt.datetime.fromtimestamp(self.modified, _dt.timezone.utc).isoformat(timespec="seconds"),
-            "age_s": round(self.age(now), 1), "size": self.size,
+            "age_s": round(self.age(now), 1),
+            "size": self.size,
             "checkpoints": [c.as_dict() for c in self.checkpoints],
         }
 
@@ -165,8 +177,15 @@ def read_run(path: Path) -> RunInfo:
             if checkpoint is not None:
                 checkpoints.append(checkpoint)
     described = _read_description(path / RUN_FILE)
-    return RunInfo(key=path.name, path=path, modified=modified, size=sum(s.st_size for s in stats.values()),
-                   checkpoints=tuple(checkpoints), described=described is not None, **(described or {}))
+    return RunInfo(
+        key=path.name,
+        path=path,
+        modified=modified,
+        size=sum(s.st_size for s in stats.values()),
+        checkpoints=tuple(checkpoints),
+        described=described is not None,
+        **(described or {}),
+    )
 
 
 def parse_age(text: str) -> float:
@@ -182,8 +201,9 @@ def select_runs(root: Path, request: RemoveRuns, now: float | None = None) -> li
     UsageError, any unknown key a RegistryError, so a typo never removes part of a list."""
     modes = sum([bool(request.keys), request.older_than is not None, request.all])
     if modes == 0:
-        raise UsageError("runs rm needs run KEYs, --older-than AGE (e.g. 7d) or --all; "
-                         "`condensekit runs` lists the keys")
+        raise UsageError(
+            "runs rm needs run KEYs, --older-than AGE (e.g. 7d) or --all; `condensekit runs` lists the keys"
+        )
     if modes > 1:
         raise UsageError("runs rm takes run KEYs, --older-than AGE or --all, not several at once")
     runs = list_runs(root)
@@ -198,8 +218,9 @@ def select_runs(root: Path, request: RemoveRuns, now: float | None = None) -> li
     if unknown:
         names = ", ".join(repr(key) for key in unknown)
         have = f"{len(by_key)} run folder(s)" if by_key else "none"
-        raise RegistryError(f"unknown run {names} in {runs_dir(root)} ({have}; `condensekit runs` lists them); "
-                            "nothing was removed")
+        raise RegistryError(
+            f"unknown run {names} in {runs_dir(root)} ({have}; `condensekit runs` lists them); nothing was removed"
+        )
     return [by_key[key] for key in wanted]
 
 
@@ -231,15 +252,18 @@ def check_runs(root: Path, fix: bool = False, now: float | None = None) -> list[
         for tmp in sorted(p for p in run.path.iterdir() if p.is_file() and _TEMP.search(p.name)):
             if _save_in_progress(tmp, now):
                 continue
-            problems.append(f"run {run.key}: leftover temp file {rel}/{tmp.name} from an interrupted "
-                            f"checkpoint save{done}")
+            problems.append(
+                f"run {run.key}: leftover temp file {rel}/{tmp.name} from an interrupted checkpoint save{done}"
+            )
             if fix:
                 tmp.unlink(missing_ok=True)
         for checkpoint in run.checkpoints:
             if checkpoint.iteration is not None:
                 continue
-            problems.append(f"run {run.key}: checkpoint {rel}/{checkpoint.file} is unreadable "
-                            f"({checkpoint.error}); --resume cannot use it{done}")
+            problems.append(
+                f"run {run.key}: checkpoint {rel}/{checkpoint.file} is unreadable "
+                f"({checkpoint.error}); --resume cannot use it{done}"
+            )
             if fix:
                 (run.path / checkpoint.file).unlink(missing_ok=True)
         if fix and run.path.is_dir() and not any(run.path.iterdir()):
@@ -278,8 +302,11 @@ def _read_checkpoint(path: Path, size: int) -> Checkpoint | None:
     except Exception as exc:  # torch raises many types for a bad file
         if not path.exists():
             return None
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160] if archive \
+        reason = (
+            (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            if archive
             else "not a torch.save file (truncated or overwritten)"
+        )
         return Checkpoint(path.name, None, size, error=reason)
     iteration = payload.get("iteration") if isinstance(payload, dict) else None
     if isinstance(iteration, int) and not isinstance(iteration, bool) and "state" in payload:
@@ -301,10 +328,15 @@ def _read_description(path: Path) -> dict[str, Any] | None:
         return value if isinstance(value, kind) and not isinstance(value, bool) else None
 
     command = data.get("command")
-    return {"method": typed("method", str), "dataset": typed("dataset", str), "ipc": typed("ipc", int),
-            "name": typed("name", str), "iterations": typed("iterations", int),
-            "created": typed("created", str),
-            "command": [str(a) for a in command] if isinstance(command, list) else None}
+    return {
+        "method": typed("method", str),
+        "dataset": typed("dataset", str),
+        "ipc": typed("ipc", int),
+        "name": typed("name", str),
+        "iterations": typed("iterations", int),
+        "created": typed("created", str),
+        "command": [str(a) for a in command] if isinstance(command, list) else None,
+    }
 
 
 def _save_in_progress(tmp: Path, now: float) -> bool:

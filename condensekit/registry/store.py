@@ -99,8 +99,13 @@ class Registry:
         ``<method>-<dataset>-ipc<k>``). ``dtype="float16"`` halves the file; the set then
         loads back rounded to float16 precision."""
         meta = synset.metadata
-        name = validate_name(name) if name else default_name(
-            meta.get("method", "set"), meta.get("dataset"), None if meta.get("ipc") is None else f"ipc{meta['ipc']}")
+        name = (
+            validate_name(name)
+            if name
+            else default_name(
+                meta.get("method", "set"), meta.get("dataset"), None if meta.get("ipc") is None else f"ipc{meta['ipc']}"
+            )
+        )
         tmp = self._temp_path()
         try:
             with _deferred_interrupt():
@@ -112,8 +117,7 @@ class Registry:
             raise
         columns = {key: written.get(key) for key in ("method", "dataset", "ipc", "backbone", "resolution")}
         columns["size"] = len(synset)
-        index_meta = {**written, "pixel_space": synset.pixel_space, "factor": synset.factor,
-                      "stored_dtype": dtype}
+        index_meta = {**written, "pixel_space": synset.pixel_space, "factor": synset.factor, "stored_dtype": dtype}
         return self._commit(tmp, "set", name, sha, index_meta, columns)
 
     def load(self, ref: str | None = None) -> SyntheticSet:
@@ -122,8 +126,10 @@ class Registry:
         found = self.resolve(ref)
         synset, sha = h5format.read_set(found.path, verify=True)
         if sha != found.sha256:
-            raise RegistryError(f"{found.ref}: file sha256 differs from the index (the file was replaced); "
-                                "run `condensekit registry check`")
+            raise RegistryError(
+                f"{found.ref}: file sha256 differs from the index (the file was replaced); "
+                "run `condensekit registry check`"
+            )
         synset.metadata.update(name=found.name, version=found.version, ref=found.ref, sha256=sha)
         return synset
 
@@ -133,8 +139,9 @@ class Registry:
         index = self._db(create=False)
         what = "set" if kind == "set" else "experts"
         if index is None:
-            raise RegistryError(f"no {what} in the registry at {self.root} (it is empty); "
-                                "pass --registry or set CONDENSEKIT_REGISTRY")
+            raise RegistryError(
+                f"no {what} in the registry at {self.root} (it is empty); pass --registry or set CONDENSEKIT_REGISTRY"
+            )
         if ref is None:
             row = index.latest(kind)
             if row is None:
@@ -178,13 +185,20 @@ class Registry:
             versions = index.versions("set", name)
             latest = versions[-1]
             best = index.best_score("set", name)
-            out.append({
-                "name": name, "versions": [v["version"] for v in versions], "latest": latest["version"],
-                "aliases": index.aliases("set", name), "method": latest["method"],
-                "dataset": latest["dataset"], "ipc": latest["ipc"], "created": latest["created"],
-                "best_accuracy": None if best is None else best["mean"],
-                "best": None if best is None else {"ref": f"{name}:v{best['version']}", **best},
-            })
+            out.append(
+                {
+                    "name": name,
+                    "versions": [v["version"] for v in versions],
+                    "latest": latest["version"],
+                    "aliases": index.aliases("set", name),
+                    "method": latest["method"],
+                    "dataset": latest["dataset"],
+                    "ipc": latest["ipc"],
+                    "created": latest["created"],
+                    "best_accuracy": None if best is None else best["mean"],
+                    "best": None if best is None else {"ref": f"{name}:v{best['version']}", **best},
+                }
+            )
         return out
 
     def show(self, ref: str | None = None, kind: str = "set") -> dict[str, Any]:
@@ -198,9 +212,16 @@ class Registry:
         if index.latest(kind, found.name)["version"] == found.version:
             aliases.insert(0, "latest")
         return {
-            "ref": found.ref, "kind": kind, "name": found.name, "version": found.version,
-            "path": str(found.path), "sha256": found.sha256, "created": found.created,
-            "aliases": aliases, "size": row["size"], "metadata": json.loads(row["metadata"]),
+            "ref": found.ref,
+            "kind": kind,
+            "name": found.name,
+            "version": found.version,
+            "path": str(found.path),
+            "sha256": found.sha256,
+            "created": found.created,
+            "aliases": aliases,
+            "size": row["size"],
+            "metadata": json.loads(row["metadata"]),
             "evals": index.evals(row["id"]),
         }
 
@@ -236,8 +257,11 @@ class Registry:
         the resolution is not the dataset's native one)."""
         name = validate_name(name) if name else _experts_name(experts)
         payload = {
-            "format": EXPERTS_FORMAT, "format_version": EXPERTS_FORMAT_VERSION,
-            "dataset": experts.dataset, "backbone": experts.backbone, "resolution": int(experts.resolution),
+            "format": EXPERTS_FORMAT,
+            "format_version": EXPERTS_FORMAT_VERSION,
+            "dataset": experts.dataset,
+            "backbone": experts.backbone,
+            "resolution": int(experts.resolution),
             "initial": [_cpu_state(s) for s in experts.initial],
             "trained": [_cpu_state(s) for s in experts.trained],
             # JSON text keeps arbitrary metadata loadable with weights_only=True.
@@ -254,18 +278,27 @@ class Registry:
             if isinstance(exc, OSError):
                 raise _write_error(exc, self.root) from None
             raise
-        meta = {"dataset": experts.dataset, "backbone": experts.backbone,
-                "resolution": int(experts.resolution), "num_experts": len(experts),
-                **json.loads(payload["metadata_json"])}
-        columns = {"dataset": experts.dataset, "backbone": experts.backbone,
-                   "resolution": int(experts.resolution), "size": len(experts)}
+        meta = {
+            "dataset": experts.dataset,
+            "backbone": experts.backbone,
+            "resolution": int(experts.resolution),
+            "num_experts": len(experts),
+            **json.loads(payload["metadata_json"]),
+        }
+        columns = {
+            "dataset": experts.dataset,
+            "backbone": experts.backbone,
+            "resolution": int(experts.resolution),
+            "size": len(experts),
+        }
         return self._commit(tmp, "experts", name, _file_sha256(tmp), meta, columns)
 
     def load_experts(self, ref: str) -> Experts:
         found = self.resolve(ref, kind="experts")
         if _file_sha256(found.path) != found.sha256:
-            raise RegistryError(f"experts {found.ref} are corrupted (sha256 mismatch); "
-                                "run `condensekit registry check`")
+            raise RegistryError(
+                f"experts {found.ref} are corrupted (sha256 mismatch); run `condensekit registry check`"
+            )
         try:
             payload = torch.load(found.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a bad pickle
@@ -274,9 +307,14 @@ class Registry:
             raise RegistryError(f"{found.path} is not a condensekit experts file")
         metadata = json.loads(payload["metadata_json"])
         metadata.update(name=found.name, version=found.version, ref=found.ref)
-        return Experts(dataset=payload["dataset"], backbone=payload["backbone"],
-                       resolution=int(payload["resolution"]), initial=payload["initial"],
-                       trained=payload["trained"], metadata=metadata)
+        return Experts(
+            dataset=payload["dataset"],
+            backbone=payload["backbone"],
+            resolution=int(payload["resolution"]),
+            initial=payload["initial"],
+            trained=payload["trained"],
+            metadata=metadata,
+        )
 
     def experts_versions(self, dataset: str, backbone: str, resolution: int) -> list[tuple[SetVersion, dict[str, Any]]]:
         """Every experts version for (dataset, backbone, resolution), newest first, with its
@@ -287,7 +325,8 @@ class Registry:
         rows = index.rows(
             "SELECT * FROM versions WHERE kind = 'experts' AND dataset = ? AND backbone = ? "
             "AND resolution = ? ORDER BY id DESC",
-            (dataset, backbone, int(resolution)))
+            (dataset, backbone, int(resolution)),
+        )
         return [(self._version(row), _row_metadata(row)) for row in rows]
 
     def experts_metadata(self, ref: str) -> tuple[SetVersion, dict[str, Any]]:
@@ -305,12 +344,20 @@ class Registry:
         for name in sorted(index.names("experts")):
             versions = index.versions("experts", name)
             latest = versions[-1]
-            out.append({
-                "name": name, "versions": [v["version"] for v in versions], "latest": latest["version"],
-                "aliases": index.aliases("experts", name), "dataset": latest["dataset"],
-                "backbone": latest["backbone"], "resolution": latest["resolution"],
-                "experts": latest["size"], **_experts_recipe(latest), "created": latest["created"],
-            })
+            out.append(
+                {
+                    "name": name,
+                    "versions": [v["version"] for v in versions],
+                    "latest": latest["version"],
+                    "aliases": index.aliases("experts", name),
+                    "dataset": latest["dataset"],
+                    "backbone": latest["backbone"],
+                    "resolution": latest["resolution"],
+                    "experts": latest["size"],
+                    **_experts_recipe(latest),
+                    "created": latest["created"],
+                }
+            )
         return out
 
     # --- run folders ----------------------------------------------------------------------
@@ -355,8 +402,10 @@ class Registry:
                             _unlink(path)
             for rel, row in indexed.items():
                 if not (self.root / rel).exists():
-                    problems.append(f"{row['name']}:v{row['version']} ({row['kind']}): file {rel} "
-                                    f"is missing{' (index row deleted)' if fix else ''}")
+                    problems.append(
+                        f"{row['name']}:v{row['version']} ({row['kind']}): file {rel} "
+                        f"is missing{' (index row deleted)' if fix else ''}"
+                    )
                     if fix:
                         index.delete_version(row["id"])
         for rel, row in indexed.items():
@@ -368,8 +417,10 @@ class Registry:
             except RegistryError as exc:
                 actual = f"unreadable: {exc}"
             if actual != row["sha256"]:
-                problems.append(f"{row['name']}:v{row['version']} ({row['kind']}): {rel} is corrupted "
-                                "(sha256 mismatch); restore it or remove it with `condensekit rm`")
+                problems.append(
+                    f"{row['name']}:v{row['version']} ({row['kind']}): {rel} is corrupted "
+                    "(sha256 mismatch); restore it or remove it with `condensekit rm`"
+                )
         return problems
 
     # --- internals ------------------------------------------------------------------------
@@ -379,8 +430,9 @@ class Registry:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         return tmp_dir / f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}{_PARTIAL}"
 
-    def _commit(self, tmp: Path, kind: str, name: str, sha: str, metadata: dict[str, Any],
-                columns: dict[str, Any]) -> SetVersion:
+    def _commit(
+        self, tmp: Path, kind: str, name: str, sha: str, metadata: dict[str, Any], columns: dict[str, Any]
+    ) -> SetVersion:
         folder, suffix = KINDS[kind]
         final, renamed = tmp, False
         index = self._db()
@@ -428,8 +480,14 @@ class Registry:
         raise RegistryError(f"{what} {ref.name!r} has no alias {ref.alias!r} (aliases: {aliases})")
 
     def _version(self, row: dict[str, Any]) -> SetVersion:
-        return SetVersion(kind=row["kind"], name=row["name"], version=int(row["version"]),
-                          path=self.root / row["path"], sha256=row["sha256"], created=row["created"])
+        return SetVersion(
+            kind=row["kind"],
+            name=row["name"],
+            version=int(row["version"]),
+            path=self.root / row["path"],
+            sha256=row["sha256"],
+            created=row["created"],
+        )
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
@@ -447,19 +505,22 @@ def _experts_recipe(row: dict[str, Any]) -> dict[str, Any]:
     """Epochs and mean test accuracy (in %, as recorded) of an experts version, from its index metadata."""
     meta = _row_metadata(row)
     scores = [a for a in meta.get("test_accuracy") or [] if isinstance(a, (int, float))]
-    return {"epochs": meta.get("epochs"),
-            "test_accuracy": round(sum(scores) / len(scores), 2) if scores else None}
+    return {"epochs": meta.get("epochs"), "test_accuracy": round(sum(scores) / len(scores), 2) if scores else None}
 
 
 def _arch_scores(result: dict[str, Any]) -> dict[str, tuple[float, float | None]]:
     """Per-architecture (mean, std) of an evaluation report (``EvalReport.as_dict()``)."""
     rows = result.get("results")
-    if not isinstance(rows, list) or not rows or \
-            not all(isinstance(r, dict) and "arch" in r and "mean" in r for r in rows):
-        raise RegistryError("invalid evaluation result: expected 'results', a list of "
-                            "{'arch', 'mean', 'std'} as EvalReport.as_dict() gives")
-    return {str(r["arch"]): (float(r["mean"]), None if r.get("std") is None else float(r["std"]))
-            for r in rows}
+    if (
+        not isinstance(rows, list)
+        or not rows
+        or not all(isinstance(r, dict) and "arch" in r and "mean" in r for r in rows)
+    ):
+        raise RegistryError(
+            "invalid evaluation result: expected 'results', a list of "
+            "{'arch', 'mean', 'std'} as EvalReport.as_dict() gives"
+        )
+    return {str(r["arch"]): (float(r["mean"]), None if r.get("std") is None else float(r["std"])) for r in rows}
 
 
 def _experts_name(experts: Experts) -> str:
@@ -526,5 +587,9 @@ def _unlink(path: Path) -> None:
 
 
 def _write_error(exc: OSError, root: Path) -> RegistryError:
-    reason = "no space left on the device" if exc.errno == errno.ENOSPC else (str(exc).splitlines() or [type(exc).__name__])[0]
+    reason = (
+        "no space left on the device"
+        if exc.errno == errno.ENOSPC
+        else (str(exc).splitlines() or [type(exc).__name__])[0]
+    )
     return RegistryError(f"cannot write to the registry at {root}: {reason}; nothing was saved")

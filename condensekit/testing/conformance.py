@@ -43,8 +43,14 @@ class MethodConformance:
     @classmethod
     def _run(cls, method_name: str, registry: Any = None, seed: int = 0) -> DistillResult:
         return distill(
-            method_name, cls.dataset, cls.ipc, iterations=cls.iterations, seed=seed, device="cpu",
-            config=cls._config(method_name), registry=registry,
+            method_name,
+            cls.dataset,
+            cls.ipc,
+            iterations=cls.iterations,
+            seed=seed,
+            device="cpu",
+            config=cls._config(method_name),
+            registry=registry,
         )
 
     @pytest.fixture(scope="class")
@@ -64,7 +70,10 @@ class MethodConformance:
 
         info = dataset_info(self.dataset)
         assert tuple(result.synset.images.shape) == (
-            info.num_classes * self.ipc, info.channels, info.resolution, info.resolution
+            info.num_classes * self.ipc,
+            info.channels,
+            info.resolution,
+            info.resolution,
         )
         assert result.synset.images.dtype == torch.float32
         assert torch.isfinite(result.synset.images).all()
@@ -101,4 +110,4 @@ class MethodConformance:
         dataset = result.synset.as_dataset()
         image, label = dataset[0]
         assert image.dim() == 3 and int(label) == 0
-        assert len(dataset) == len(result.synset) * result.synset.factor ** 2
+        assert len(dataset) == len(result.synset) * result.synset.factor**2

@@ -19,7 +19,10 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     """The real console entry point in a subprocess (real stdout/stderr, real exit code)."""
     return subprocess.run(
         [sys.executable, "-m", "condensekit", *args],
-        capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -29,11 +29,21 @@ def _report(accuracies: list[float]) -> dict:
 
 
 def _synset(ipc: int = 2) -> SyntheticSet:
-    meta = {"method": "dm", "dataset": "cifar10", "num_classes": 10, "ipc": ipc, "backbone": "convnet",
-            "mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010], "class_names": CLASSES,
-            "config": {"lr_img": 1.0}, "seed": 0}
-    return SyntheticSet(images=torch.randn(10 * ipc, 3, 32, 32), labels=torch.arange(10).repeat_interleave(ipc),
-                        metadata=meta)
+    meta = {
+        "method": "dm",
+        "dataset": "cifar10",
+        "num_classes": 10,
+        "ipc": ipc,
+        "backbone": "convnet",
+        "mean": [0.4914, 0.4822, 0.4465],
+        "std": [0.2023, 0.1994, 0.2010],
+        "class_names": CLASSES,
+        "config": {"lr_img": 1.0},
+        "seed": 0,
+    }
+    return SyntheticSet(
+        images=torch.randn(10 * ipc, 3, 32, 32), labels=torch.arange(10).repeat_interleave(ipc), metadata=meta
+    )
 
 
 @pytest.fixture
@@ -98,8 +108,9 @@ def test_export_png(app: typer.Typer, saved: Registry, tmp_path: Path) -> None:
 
 
 def test_export_needs_exactly_one_target(app: typer.Typer, saved: Registry, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["export", "dm-cifar10-ipc2", "--pt", str(tmp_path / "a"),
-                                 "--folder", str(tmp_path / "b")])
+    result = runner.invoke(
+        app, ["export", "dm-cifar10-ipc2", "--pt", str(tmp_path / "a"), "--folder", str(tmp_path / "b")]
+    )
     assert isinstance(result.exception, UsageError)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
@@ -152,4 +163,3 @@ def test_registry_check_fails_on_corruption_even_with_fix(app: typer.Typer, save
         f["labels"][0] = 5
     result = runner.invoke(app, ["registry", "check", "--fix"])
     assert isinstance(result.exception, RegistryError) and "corrupted" in result.stdout
-

@@ -24,9 +24,20 @@ def _run(root: Path, key: str, iteration: int = 120, describe: bool = True, age:
     folder = root / "runs" / key
     folder.mkdir(parents=True)
     if describe:
-        (folder / "run.json").write_text(json.dumps({
-            "key": key, "method": "dm", "dataset": "cifar10", "ipc": 10, "name": None, "iterations": 1000,
-            "created": "2026-01-02T03:04:05+00:00", "command": ["distill", "dm"]}))
+        (folder / "run.json").write_text(
+            json.dumps(
+                {
+                    "key": key,
+                    "method": "dm",
+                    "dataset": "cifar10",
+                    "ipc": 10,
+                    "name": None,
+                    "iterations": 1000,
+                    "created": "2026-01-02T03:04:05+00:00",
+                    "command": ["distill", "dm"],
+                }
+            )
+        )
     checkpointer = FileCheckpointer(folder / "checkpoint.pt", every=1, resume=False)
     checkpointer.save(iteration, {"images": torch.zeros(10, 3, 8, 8)})
     stamp = time.time() - age
@@ -109,8 +120,9 @@ def test_runs_rm_needs_a_selection(capsys: pytest.CaptureFixture, registry_root:
     assert code == ExitStatus.USAGE and len(err.splitlines()) == 1 and "--all" in err
 
 
-def test_a_registry_given_before_rm_is_the_one_used(capsys: pytest.CaptureFixture, registry_root: Path,
-                                                    tmp_path: Path) -> None:
+def test_a_registry_given_before_rm_is_the_one_used(
+    capsys: pytest.CaptureFixture, registry_root: Path, tmp_path: Path
+) -> None:
     """$CONDENSEKIT_REGISTRY points elsewhere: `runs --registry X rm --all` must empty X only."""
     elsewhere = tmp_path / "elsewhere"
     kept = _run(registry_root, KEY)
@@ -120,7 +132,8 @@ def test_a_registry_given_before_rm_is_the_one_used(capsys: pytest.CaptureFixtur
 
 
 def test_registry_check_reports_an_unreadable_checkpoint_and_fix_removes_it(
-        capsys: pytest.CaptureFixture, registry_root: Path) -> None:
+    capsys: pytest.CaptureFixture, registry_root: Path
+) -> None:
     folder = _run(registry_root, KEY)
     (folder / "checkpoint.pt").write_bytes(b"garbage")
     code, out, err = _cli(capsys, "registry", "check")

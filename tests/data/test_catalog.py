@@ -46,7 +46,10 @@ def test_dataset_info_has_the_standard_facts(name: str) -> None:
     classes, channels, resolution, backbone = BUILTINS[name]
     info = dataset_info(name)
     assert (info.num_classes, info.channels, info.resolution, info.default_backbone) == (
-        classes, channels, resolution, backbone,
+        classes,
+        channels,
+        resolution,
+        backbone,
     )
     assert len(info.class_names) == len(set(info.class_names)) == classes
     assert len(info.mean) == len(info.std) == channels
@@ -62,8 +65,16 @@ def test_standard_normalizations_and_class_names() -> None:
     nette = dataset_info("imagenette")
     assert nette.mean == (0.485, 0.456, 0.406) and nette.std == (0.229, 0.224, 0.225)
     assert nette.class_names == (
-        "tench", "English springer", "cassette player", "chain saw", "church",
-        "French horn", "garbage truck", "gas pump", "golf ball", "parachute",
+        "tench",
+        "English springer",
+        "cassette player",
+        "chain saw",
+        "church",
+        "French horn",
+        "garbage truck",
+        "gas pump",
+        "golf ball",
+        "parachute",
     )
     assert dataset_info("cifar100").class_names[:3] == ("apple", "aquarium_fish", "baby")
     assert list(dataset_info("tinyimagenet").class_names) == sorted(dataset_info("tinyimagenet").class_names)
@@ -74,7 +85,11 @@ def test_resolution_override_picks_the_backbone_depth() -> None:
     assert dataset_info("imagenette", resolution=64).default_backbone == "convnetd4"
     assert dataset_info("cifar10", resolution=128).default_backbone == "convnetd5"
     assert [default_backbone(r) for r in (28, 32, 64, 128, 256)] == [
-        "convnet", "convnet", "convnetd4", "convnetd5", "convnetd6",
+        "convnet",
+        "convnet",
+        "convnetd4",
+        "convnetd5",
+        "convnetd6",
     ]
 
 
@@ -97,7 +112,9 @@ def test_bad_resolution_and_split_are_usage_errors() -> None:
     "name, split, files",
     [("svhn", "train", ["train_32x32.mat"]), ("cifar100", "test", ["cifar-100-python/test"])],
 )
-def test_absent_dataset_names_dataset_folder_and_files(data_root: Path, name: str, split: str, files: list[str]) -> None:
+def test_absent_dataset_names_dataset_folder_and_files(
+    data_root: Path, name: str, split: str, files: list[str]
+) -> None:
     if (data_root / files[0]).exists():
         pytest.skip(f"{name} is present in {data_root}")
     _offline()

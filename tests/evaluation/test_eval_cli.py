@@ -49,8 +49,9 @@ def _save_set(registry_root: Path, name: str, offset: int) -> str:
     idx = np.array([np.flatnonzero(y == c)[500 + offset] for c in range(10)])
     info = dataset_info("cifar10")
     images = info.normalize(torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float() / 255)
-    synset = SyntheticSet(images, torch.from_numpy(y[idx]).long(),
-                          metadata={**info.as_metadata(), "method": "random", "ipc": 1})
+    synset = SyntheticSet(
+        images, torch.from_numpy(y[idx]).long(), metadata={**info.as_metadata(), "method": "random", "ipc": 1}
+    )
     with Registry(registry_root) as reg:
         return reg.save(synset, name).ref
 
@@ -110,9 +111,24 @@ def test_eval_of_an_unknown_ref_is_a_registry_error(registry_root, capsys) -> No
 def test_interrupted_eval_records_nothing(registry_root, cifar_root) -> None:
     ref = _save_set(registry_root, "interrupted", 5)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "condensekit", "eval", ref, "--runs", "1", "--epochs", "400", "--device", "cpu",
-         "--data-root", str(cifar_root)],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "condensekit",
+            "eval",
+            ref,
+            "--runs",
+            "1",
+            "--epochs",
+            "400",
+            "--device",
+            "cpu",
+            "--data-root",
+            str(cifar_root),
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root)},
     )
     watchdog = threading.Timer(240, proc.kill)  # never hang the suite

@@ -41,7 +41,8 @@ def real_synset(x: np.ndarray, y: np.ndarray, ipc: int) -> SyntheticSet:
     idx = _first_per_class(y, ipc)
     unit = torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float() / 255
     return SyntheticSet(
-        info.normalize(unit), torch.from_numpy(y[idx]).long(),
+        info.normalize(unit),
+        torch.from_numpy(y[idx]).long(),
         metadata={**info.as_metadata(), "method": "random", "ipc": ipc},
     )
 
@@ -70,8 +71,13 @@ def small_test_root(tmp_path_factory: pytest.TempPathFactory, cifar_train) -> Pa
 def evaluated(cifar_train, small_test_root) -> tuple[EvalReport, list[EvalProgress]]:
     events: list[EvalProgress] = []
     report = evaluate(
-        real_synset(*cifar_train, IPC), runs=RUNS, epochs=EPOCHS, batch=50, device="cpu",
-        data_root=str(small_test_root), progress=events.append,
+        real_synset(*cifar_train, IPC),
+        runs=RUNS,
+        epochs=EPOCHS,
+        batch=50,
+        device="cpu",
+        data_root=str(small_test_root),
+        progress=events.append,
     )
     return report, events
 

@@ -38,8 +38,12 @@ WRITER = textwrap.dedent("""
 
 
 def _writer(root: Path, start: Path, count: int, n: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(start), str(count), str(n)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(root), str(start), str(count), str(n)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_concurrent_writers_get_distinct_versions(tmp_path: Path) -> None:

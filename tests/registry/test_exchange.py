@@ -60,7 +60,7 @@ def test_png_grid_shows_denormalized_pixels(tmp_path: Path, synset_factory: Fact
     label_w = max(font.getbbox(n)[2] for n in synset.class_names)
     row_h = max(48, max(font.getbbox(n)[3] for n in synset.class_names))
     top, left = 4 + (row_h - 48) // 2, 4 + label_w + 6
-    tile = image[top:top + 48, left:left + 48]
+    tile = image[top : top + 48, left : left + 48]
     want = (synset.for_display()[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     assert np.array_equal(tile, want)
 
@@ -79,8 +79,9 @@ def test_pt_export_round_trips_through_import(tmp_path: Path, reg: Registry, syn
     assert loaded.metadata["method"] == "imported"
 
 
-def test_import_accepts_the_images_pt_path_and_soft_labels(tmp_path: Path, reg: Registry,
-                                                             synset_factory: Factory) -> None:
+def test_import_accepts_the_images_pt_path_and_soft_labels(
+    tmp_path: Path, reg: Registry, synset_factory: Factory
+) -> None:
     synset = synset_factory(ipc=1, soft=True)
     out = exchange.export_pt(synset, tmp_path / "pt")
     saved = exchange.import_set(out / "images.pt", "soft", reg, dataset="cifar10")
@@ -102,8 +103,12 @@ def test_folder_export_is_an_imagefolder(tmp_path: Path, synset_factory: Factory
 
 def test_folder_names_sort_in_label_order_beyond_ten_classes(tmp_path: Path) -> None:
     names = [f"c{i}" for i in range(12)]
-    synset = SyntheticSet(images=torch.rand(12, 1, 8, 8), labels=torch.arange(12), pixel_space="unit",
-                          metadata={"mean": [0.5], "std": [0.5], "class_names": names, "num_classes": 12})
+    synset = SyntheticSet(
+        images=torch.rand(12, 1, 8, 8),
+        labels=torch.arange(12),
+        pixel_space="unit",
+        metadata={"mean": [0.5], "std": [0.5], "class_names": names, "num_classes": 12},
+    )
     out = exchange.export_folder(synset, tmp_path / "folder")
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert folders == [f"{i:02d}_c{i}" for i in range(12)]
@@ -142,8 +147,9 @@ def _pt_pair(folder: Path, images: torch.Tensor, labels: torch.Tensor) -> Path:
         (torch.randn(10, 3, 32, 32), torch.arange(10) + 0.5, "integer class indices"),
     ],
 )
-def test_invalid_pt_pairs_are_rejected(tmp_path: Path, reg: Registry, images: torch.Tensor,
-                                       labels: torch.Tensor, message: str) -> None:
+def test_invalid_pt_pairs_are_rejected(
+    tmp_path: Path, reg: Registry, images: torch.Tensor, labels: torch.Tensor, message: str
+) -> None:
     folder = _pt_pair(tmp_path / "pt", images, labels)
     with pytest.raises(RegistryError, match=message):
         exchange.import_set(folder, "bad", reg, dataset="cifar10")
@@ -173,8 +179,9 @@ def test_a_pickle_that_is_not_a_tensor_is_rejected(tmp_path: Path, reg: Registry
 
 
 @pytest.mark.parametrize("kind", ["text", "foreign-hdf5", "corrupted-set"])
-def test_foreign_or_broken_files_are_rejected(tmp_path: Path, reg: Registry, synset_factory: Factory,
-                                              kind: str) -> None:
+def test_foreign_or_broken_files_are_rejected(
+    tmp_path: Path, reg: Registry, synset_factory: Factory, kind: str
+) -> None:
     path = tmp_path / "input.h5"
     if kind == "text":
         path.write_text("not a set")

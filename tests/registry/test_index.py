@@ -56,17 +56,22 @@ def test_filesystem_type_from_mounts(mounts: Path, path: str, fstype: str) -> No
 
 @pytest.mark.parametrize(
     ("path", "wal"),
-    [("/home/me/registry", True), ("/mnt/shared/registry", False), ("/scratch/registry", False),
-     ("/mnt/my drive/reg", False), ("/mnt/shared/local/registry", True)],
+    [
+        ("/home/me/registry", True),
+        ("/mnt/shared/registry", False),
+        ("/scratch/registry", False),
+        ("/mnt/my drive/reg", False),
+        ("/mnt/shared/local/registry", True),
+    ],
 )
-def test_wal_only_on_local_file_systems(mounts: Path, path: str, wal: bool,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wal_only_on_local_file_systems(mounts: Path, path: str, wal: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CONDENSEKIT_SQLITE_WAL", raising=False)
     assert wal_allowed(Path(path), mounts) is wal
 
 
-def test_unknown_file_system_falls_back_to_the_rollback_journal(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_file_system_falls_back_to_the_rollback_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("CONDENSEKIT_SQLITE_WAL", raising=False)
     assert wal_allowed(tmp_path, tmp_path / "no-such-mounts-file") is False
 
@@ -82,8 +87,9 @@ def test_environment_overrides_detection(mounts: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize(("flag", "mode"), [("0", "delete"), ("1", "wal")])
-def test_journal_mode_applied_to_the_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              flag: str, mode: str) -> None:
+def test_journal_mode_applied_to_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str, mode: str
+) -> None:
     monkeypatch.setenv("CONDENSEKIT_SQLITE_WAL", flag)
     index = Index(tmp_path / "reg")
     assert index.journal_mode == mode

@@ -28,20 +28,37 @@ def reg(tmp_path: Path) -> Registry:
         yield registry
 
 
-def _run(reg: Registry, key: str, iteration: int | None = 10, ranks: list[int] | None = None,
-         describe: bool = True, age: float = 0.0, **description: Any) -> Path:
+def _run(
+    reg: Registry,
+    key: str,
+    iteration: int | None = 10,
+    ranks: list[int] | None = None,
+    describe: bool = True,
+    age: float = 0.0,
+    **description: Any,
+) -> Path:
     """A run folder: run.json as distill writes it, checkpoints saved by FileCheckpointer."""
     folder = reg.root / "runs" / key
     folder.mkdir(parents=True)
     if describe:
-        info = {"key": key, "method": "dm", "dataset": "cifar10", "ipc": 10, "name": None, "iterations": 1000,
-                "created": "2026-01-02T03:04:05+00:00", "command": ["distill", "dm", "--resume"], **description}
+        info = {
+            "key": key,
+            "method": "dm",
+            "dataset": "cifar10",
+            "ipc": 10,
+            "name": None,
+            "iterations": 1000,
+            "created": "2026-01-02T03:04:05+00:00",
+            "command": ["distill", "dm", "--resume"],
+            **description,
+        }
         (folder / "run.json").write_text(json.dumps(info))
-    for rank in ([None] if ranks is None else ranks):
+    for rank in [None] if ranks is None else ranks:
         if iteration is not None:
             name = "checkpoint.pt" if rank is None else f"checkpoint-rank{rank}.pt"
             FileCheckpointer(folder / name, every=1, resume=False).save(
-                iteration + (rank or 0), {"images": torch.randn(20, 3, 8, 8), "lr": 0.1})
+                iteration + (rank or 0), {"images": torch.randn(20, 3, 8, 8), "lr": 0.1}
+            )
     if age:
         _age(folder, age)
     return folder
@@ -156,8 +173,9 @@ def test_as_dict_is_json_with_nulls_for_unknown_fields(reg: Registry) -> None:
 # --- ages and sizes ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 7 * DAY),
-                                               ("1.5h", 5400), ("0d", 0)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 7 * DAY), ("1.5h", 5400), ("0d", 0)]
+)
 def test_parse_age_accepts_s_m_h_d(text: str, seconds: float) -> None:
     assert parse_age(text) == seconds
 
@@ -173,8 +191,10 @@ def test_format_age(seconds: float, shown: str) -> None:
     assert format_age(seconds) == shown
 
 
-@pytest.mark.parametrize(("size", "shown"), [(512, "512 B"), (3 * 1024 + 400, "3.4 KiB"),
-                                             (12 * 1024**2, "12.0 MiB"), (int(1.25 * 1024**3), "1.2 GiB")])
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(512, "512 B"), (3 * 1024 + 400, "3.4 KiB"), (12 * 1024**2, "12.0 MiB"), (int(1.25 * 1024**3), "1.2 GiB")],
+)
 def test_format_size(size: int, shown: str) -> None:
     assert format_size(size) == shown
 
@@ -221,8 +241,9 @@ def test_all_removes_every_run_folder(reg: Registry) -> None:
     assert reg.runs() == [] and list((reg.root / "runs").iterdir()) == []
 
 
-@pytest.mark.parametrize("request_", [RemoveRuns(), RemoveRuns(keys=("a",), all=True),
-                                      RemoveRuns(older_than="1d", all=True)])
+@pytest.mark.parametrize(
+    "request_", [RemoveRuns(), RemoveRuns(keys=("a",), all=True), RemoveRuns(older_than="1d", all=True)]
+)
 def test_removal_needs_exactly_one_selection(reg: Registry, request_: RemoveRuns) -> None:
     _run(reg, "a")
     with pytest.raises(UsageError, match="KEYs, --older-than AGE"):

@@ -37,8 +37,14 @@ def _report(mean: float, std: float = 0.5, arch: str = "convnet") -> dict:
 def _experts(n: int = 2, resolution: int = 32, dataset: str = "cifar10") -> Experts:
     gen = torch.Generator().manual_seed(n)
     states = [{"w": torch.randn(4, 3, generator=gen), "b": torch.randn(4, generator=gen)} for _ in range(2 * n)]
-    return Experts(dataset=dataset, backbone="convnet", resolution=resolution, initial=states[:n],
-                   trained=states[n:], metadata={"epochs": 2, "lr": 0.01})
+    return Experts(
+        dataset=dataset,
+        backbone="convnet",
+        resolution=resolution,
+        initial=states[:n],
+        trained=states[n:],
+        metadata={"epochs": 2, "lr": 0.01},
+    )
 
 
 def test_save_load_round_trip_is_bit_exact(reg: Registry, synset_factory: Factory) -> None:
@@ -125,8 +131,7 @@ def test_root_comes_from_the_environment(registry_root: Path, synset_factory: Fa
     assert saved.path == registry_root / "sets/env/v1.h5"
 
 
-def test_remove_deletes_file_aliases_and_evals_and_never_reuses_numbers(
-        reg: Registry, synset_factory: Factory) -> None:
+def test_remove_deletes_file_aliases_and_evals_and_never_reuses_numbers(reg: Registry, synset_factory: Factory) -> None:
     reg.save(synset_factory(), name="s")
     v2 = reg.save(synset_factory(), name="s")
     reg.tag("s:v2", "best")
@@ -154,8 +159,14 @@ def test_record_eval_and_list_sets(reg: Registry, synset_factory: Factory) -> No
     assert evals[0]["result"]["results"][0]["accuracies"] == [41.5, 42.5]
     assert reg.evals("s:v2")[0]["scores"]["resnet18"]["mean"] == 31.0
     [row] = reg.list_sets()
-    assert (row["name"], row["versions"], row["latest"], row["method"], row["dataset"], row["ipc"]) == \
-        ("s", [1, 2], 2, "dm", "cifar10", 1)
+    assert (row["name"], row["versions"], row["latest"], row["method"], row["dataset"], row["ipc"]) == (
+        "s",
+        [1, 2],
+        2,
+        "dm",
+        "cifar10",
+        1,
+    )
     assert row["best_accuracy"] == 42.0 and row["best"]["ref"] == "s:v1"
 
 

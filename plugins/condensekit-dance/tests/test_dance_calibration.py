@@ -50,4 +50,3 @@ def test_matching_lowers_the_discrepancy_under_the_middle_encoder(mini_experts) 
     before = discrepancy()
     step.match(0)
     assert discrepancy() < before
-

@@ -13,8 +13,9 @@ SMALL = {"batch_real": 16, "num_experts": 2}
 
 
 def _run(mini_experts, ipc: int = 1, iterations: int = 2, classes=None, progress=None, **config):
-    ctx = make_context(resolution=16, ipc=ipc, iterations=iterations, experts=mini_experts, classes=classes,
-                       progress=progress)
+    ctx = make_context(
+        resolution=16, ipc=ipc, iterations=iterations, experts=mini_experts, classes=classes, progress=progress
+    )
     return DANCE.configured(ctx.dataset, ctx.ipc, **{**SMALL, **config}).distill(ctx)
 
 
@@ -27,8 +28,15 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory):
 def full_run(mini_experts, checkpoints):
     """Two iterations over all classes, checkpointing after each (the last is not saved)."""
     metrics: list = []
-    ctx = make_context(resolution=16, ipc=1, iterations=2, experts=mini_experts, checkpoint_dir=checkpoints,
-                       checkpoint_every=1, progress=lambda it, **m: metrics.append((it, m)))
+    ctx = make_context(
+        resolution=16,
+        ipc=1,
+        iterations=2,
+        experts=mini_experts,
+        checkpoint_dir=checkpoints,
+        checkpoint_every=1,
+        progress=lambda it, **m: metrics.append((it, m)),
+    )
     synset = DANCE.configured(ctx.dataset, ctx.ipc, **SMALL).distill(ctx)
     return synset, metrics
 
@@ -146,8 +154,16 @@ def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(full_run, m
     synset, _ = full_run
     assert (checkpoints / "checkpoint.pt").is_file()  # written after iteration 1 of 2
     done: list[int] = []
-    ctx = make_context(resolution=16, ipc=1, iterations=2, experts=mini_experts, checkpoint_dir=checkpoints,
-                       checkpoint_every=1, resume=True, progress=lambda it, **m: done.append(it))
+    ctx = make_context(
+        resolution=16,
+        ipc=1,
+        iterations=2,
+        experts=mini_experts,
+        checkpoint_dir=checkpoints,
+        checkpoint_every=1,
+        resume=True,
+        progress=lambda it, **m: done.append(it),
+    )
     resumed = DANCE.configured(ctx.dataset, ctx.ipc, **SMALL).distill(ctx)
     assert done == [2]  # only the second iteration ran again
     assert torch.equal(resumed.images, synset.images)

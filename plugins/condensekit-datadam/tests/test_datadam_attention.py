@@ -55,8 +55,8 @@ def test_attention_loss_sums_squared_distances_of_class_mean_maps_over_layers() 
     for r, s in zip(real, syn):
         ar, as_ = attention_map(r, 4.0), attention_map(s, 4.0)
         for c in range(classes):
-            mean_r = ar[c * n_real:(c + 1) * n_real].mean(0)
-            mean_s = as_[c * n_syn:(c + 1) * n_syn].mean(0)
+            mean_r = ar[c * n_real : (c + 1) * n_real].mean(0)
+            mean_s = as_[c * n_syn : (c + 1) * n_syn].mean(0)
             expected = expected + ((mean_r - mean_s) ** 2).sum()
     torch.testing.assert_close(attention_loss(real, syn, classes, 4.0), expected)
 

@@ -12,9 +12,30 @@ from condensekit.registry import Registry
 
 
 def test_official_preset_distills_with_the_batch_norm_convnet(tmp_path: Path) -> None:
-    status = run(["distill", "datadam", "--data", "cifar10-mini", "--ipc", "1", "--iterations", "1",
-                  "--preset", "official", "--batch-real", "4", "--power", "2", "--registry", str(tmp_path),
-                  "--device", "cpu", "--name", "dam"])
+    status = run(
+        [
+            "distill",
+            "datadam",
+            "--data",
+            "cifar10-mini",
+            "--ipc",
+            "1",
+            "--iterations",
+            "1",
+            "--preset",
+            "official",
+            "--batch-real",
+            "4",
+            "--power",
+            "2",
+            "--registry",
+            str(tmp_path),
+            "--device",
+            "cpu",
+            "--name",
+            "dam",
+        ]
+    )
     assert status == ExitStatus.SUCCESS
     meta = Registry(tmp_path).load("dam:v1").metadata
     assert (meta["preset"], meta["backbone"], meta["iterations"]) == ("official", "convnet-bn", 1)

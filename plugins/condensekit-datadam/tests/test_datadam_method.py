@@ -49,8 +49,13 @@ def test_gradients_reach_only_the_synthetic_images() -> None:
 
 def test_loss_decreases_over_iterations() -> None:
     losses: list[float] = []
-    ctx = make_context(ipc=2, iterations=12, classes=[0, 1], seed=0,
-                       progress=lambda iteration, **metrics: losses.append(metrics["loss"]))
+    ctx = make_context(
+        ipc=2,
+        iterations=12,
+        classes=[0, 1],
+        seed=0,
+        progress=lambda iteration, **metrics: losses.append(metrics["loss"]),
+    )
     synset = _run(ctx)
     assert len(losses) == 12
     # Each iteration draws a new network and real batch, so single losses are noisy; the
@@ -100,8 +105,12 @@ def test_resumed_run_finishes_like_an_uninterrupted_one(tmp_path: Path) -> None:
     with pytest.raises(Stop):
         _run(make_context(checkpoint_dir=tmp_path, progress=stop_at_three, **common), batch_real=4)
     seen: list[int] = []
-    resumed = _run(make_context(checkpoint_dir=tmp_path, resume=True,
-                                progress=lambda iteration, **metrics: seen.append(iteration), **common), batch_real=4)
+    resumed = _run(
+        make_context(
+            checkpoint_dir=tmp_path, resume=True, progress=lambda iteration, **metrics: seen.append(iteration), **common
+        ),
+        batch_real=4,
+    )
     assert seen == [3, 4]  # continues after the checkpoint at iteration 2
     assert torch.equal(resumed.images, uninterrupted.images)
 
@@ -168,12 +177,16 @@ def test_backbone_without_feature_maps_is_refused_before_any_iteration() -> None
 def test_timm_backbone_with_forward_intermediates_distills() -> None:
     losses: list[float] = []
     # timm's tiny test ResNet: the same code path as timm:resnet18 at a fraction of the cost.
-    ctx = make_context(ipc=1, iterations=2, classes=[0, 1], backbone="timm:test_resnet",
-                       progress=lambda iteration, **metrics: losses.append(metrics["loss"]))
+    ctx = make_context(
+        ipc=1,
+        iterations=2,
+        classes=[0, 1],
+        backbone="timm:test_resnet",
+        progress=lambda iteration, **metrics: losses.append(metrics["loss"]),
+    )
     synset = _run(ctx)
     facts = synset.metadata["datadam"]
     assert facts["attention_layers"] == 4  # stem and stages 1-3; stage 4 enters through the embedding
     assert facts["batch_norm"] is True
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
     assert torch.isfinite(synset.images).all()
-

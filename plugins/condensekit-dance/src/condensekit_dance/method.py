@@ -75,18 +75,24 @@ class DANCEConfig:
     )
     num_experts: int | None = field(
         default=None,
-        metadata=_help("experts sampled from, each trained on the real data (default: all of the newest stored "
-                       "experts; 5 when new ones are trained). Giving it or --expert-epochs asks for that recipe"),
+        metadata=_help(
+            "experts sampled from, each trained on the real data (default: all of the newest stored "
+            "experts; 5 when new ones are trained). Giving it or --expert-epochs asks for that recipe"
+        ),
     )
     expert_epochs: int | None = field(
         default=None,
-        metadata=_help("training epochs of each expert (default: those of the stored experts; 60, or 80 at "
-                       "128 px and above, when new ones are trained)"),
+        metadata=_help(
+            "training epochs of each expert (default: those of the stored experts; 60, or 80 at "
+            "128 px and above, when new ones are trained)"
+        ),
     )
     init: Init = field(
         default="auto",
-        metadata=_help("initialization: real (first ipc images per class), mix (first ipc*factor^2, tiled), "
-                       "noise, or auto (mix when factor > 1, else real)"),
+        metadata=_help(
+            "initialization: real (first ipc images per class), mix (first ipc*factor^2, tiled), "
+            "noise, or auto (mix when factor > 1, else real)"
+        ),
     )
     aug: str = field(
         default="color_crop_cutout",
@@ -94,8 +100,9 @@ class DANCEConfig:
     )
     batched: bool = field(
         default=False,
-        metadata=_help("one optimizer step over all classes per view instead of one per class (faster, "
-                       "not the official dynamics)"),
+        metadata=_help(
+            "one optimizer step over all classes per view instead of one per class (faster, not the official dynamics)"
+        ),
     )
 
 
@@ -129,11 +136,14 @@ class ExpertBank:
     def __init__(self, ctx: DistillContext, num: int) -> None:
         experts = ctx.experts
         if experts is None:
-            raise UsageError("DANCE needs trained experts but none were provided; pass --experts REF or let "
-                             "condensekit train them")
+            raise UsageError(
+                "DANCE needs trained experts but none were provided; pass --experts REF or let condensekit train them"
+            )
         if len(experts) < num:
-            raise UsageError(f"DANCE asks for {num} experts but only {len(experts)} were provided; lower "
-                             f"--num-experts or train more with condensekit experts train")
+            raise UsageError(
+                f"DANCE asks for {num} experts but only {len(experts)} were provided; lower "
+                f"--num-experts or train more with condensekit experts train"
+            )
         self.middle = frozen(ctx.make_backbone(0))
         self.trained = frozen(ctx.make_backbone(0))
         keys = list(self.middle.state_dict().keys())
@@ -150,9 +160,7 @@ class ExpertBank:
     def _tensors(
         self, state: dict[str, torch.Tensor], keys: list[str], ctx: DistillContext, experts: Any
     ) -> list[torch.Tensor]:
-        fits = set(keys) == set(state) and all(
-            tuple(state[k].shape) == tuple(t.shape) for k, t in zip(keys, self._mid)
-        )
+        fits = set(keys) == set(state) and all(tuple(state[k].shape) == tuple(t.shape) for k, t in zip(keys, self._mid))
         if not fits:
             raise UsageError(
                 f"the experts ({experts.backbone} on {experts.dataset}, {experts.resolution}px) do not fit the "
@@ -284,8 +292,15 @@ def _first(ctx: DistillContext, c: int, n: int) -> torch.Tensor:
 class _Step:
     """One DANCE iteration; subclasses differ only in how classes share optimizer steps."""
 
-    def __init__(self, ctx: DistillContext, cfg: DANCEConfig, bank: ExpertBank, syn: torch.Tensor,
-                 optimizer: torch.optim.Optimizer, classes: Sequence[int]) -> None:
+    def __init__(
+        self,
+        ctx: DistillContext,
+        cfg: DANCEConfig,
+        bank: ExpertBank,
+        syn: torch.Tensor,
+        optimizer: torch.optim.Optimizer,
+        classes: Sequence[int],
+    ) -> None:
         self.ctx, self.cfg, self.bank, self.syn, self.optimizer = ctx, cfg, bank, syn, optimizer
         self.classes = list(classes)
         self.local = {c: i for i, c in enumerate(self.classes)}
@@ -316,7 +331,7 @@ class _Step:
     def decoded(self, c: int, generator: torch.Generator) -> torch.Tensor:
         """Class ``c``'s stored images decoded, randomly subsampled to ``batch_syn_max``."""
         i = self.local[c]
-        images = decode_multiformation(self.syn[i * self.ctx.ipc:(i + 1) * self.ctx.ipc], self.cfg.factor)
+        images = decode_multiformation(self.syn[i * self.ctx.ipc : (i + 1) * self.ctx.ipc], self.cfg.factor)
         if images.shape[0] > self.cfg.batch_syn_max:
             keep = torch.randperm(images.shape[0], generator=generator)[: self.cfg.batch_syn_max]
             images = images[keep.to(images.device)]

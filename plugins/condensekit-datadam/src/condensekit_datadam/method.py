@@ -51,7 +51,10 @@ BATCH_NORM_CONVNETS: dict[str, str] = {
 
 #: Layers whose output depends on the other samples of the batch (train mode).
 BATCH_NORM_LAYERS: tuple[type[nn.Module], ...] = (
-    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.SyncBatchNorm,
 )
 
 
@@ -59,8 +62,10 @@ BATCH_NORM_LAYERS: tuple[type[nn.Module], ...] = (
 class DataDAMConfig:
     net_norm: Literal["instance", "batch"] = field(
         default="instance",
-        metadata={"help": "norm of the default distillation ConvNet: instance (the paper) or batch "
-                          "(the released code); --backbone overrides it"},
+        metadata={
+            "help": "norm of the default distillation ConvNet: instance (the paper) or batch "
+            "(the released code); --backbone overrides it"
+        },
     )
     power: float = field(
         default=1.0,
@@ -244,13 +249,13 @@ class Objective:
         attention: list[list[torch.Tensor]] = [[] for _ in range(self.layers)]
         embeddings = []
         for start in range(0, len(self.classes), self.per_pass):
-            chunk = self.classes[start:start + self.per_pass]
+            chunk = self.classes[start : start + self.per_pass]
             k = len(chunk)
             generators = [self.ctx.generator(iteration, c, "real") for c in chunk]
             real = self.ctx.data.sample(chunk, cfg.batch_real, generators)
             if k not in self._real_groups:
                 self._real_groups[k] = torch.arange(k).repeat_interleave(cfg.batch_real)
-            real = self.dsa.apply(real, AugParams.cat(params[start:start + k]), self._real_groups[k])
+            real = self.dsa.apply(real, AugParams.cat(params[start : start + k]), self._real_groups[k])
             maps, emb = self._forward(net, real)
             for layer, feature in enumerate(maps[:-1]):
                 attention[layer].append(class_means(attention_map(feature, cfg.power), k))
