@@ -17,13 +17,13 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from condensekit_datadam.attention import attention_loss
 
 from condensekit.backbones import create_backbone
 from condensekit.data import load_dataset
 from condensekit.distill import DistillRequest, plan
 from condensekit.methods.common import frozen
 from condensekit.methods.matching import mean_discrepancy
+from condensekit_datadam.attention import attention_loss
 
 
 def main() -> None:

@@ -183,7 +183,9 @@ def reference_dance(ipc: int, iterations: int, batch_real: int = 128, factor: in
         model_final.load_state_dict(torch.load(f"{folder}/premodel{k}_trained.pth.tar"))
         coefficient = float(torch.rand(1))
         with torch.no_grad():
-            for mid, a, b in zip(model_mid.parameters(), model_init.parameters(), model_final.parameters()):
+            for mid, a, b in zip(
+                model_mid.parameters(), model_init.parameters(), model_final.parameters(), strict=True
+            ):
                 mid.copy_(coefficient * a + (1 - coefficient) * b)
             syn.clamp_(0, 1)
         for c in range(classes):  # one optimizer step per class

@@ -67,7 +67,7 @@ def measure(method: str, ipc: int, iterations: int, config: dict, compile: bool)
         ctx.experts = _fake_experts(ctx, request.num or 5)
     start = time.perf_counter()
     instance.distill(ctx)
-    times = [b - a for a, b in zip([start, *stamps[:-1]], stamps)][1:]
+    times = [b - a for a, b in zip([start, *stamps[:-1]], stamps, strict=True)][1:]
     # One more iteration under the FLOP counter (it slows execution, so it is not timed).
     ctx.iterations = 1
     from condensekit.distill import backbone_factory

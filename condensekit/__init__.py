@@ -31,7 +31,7 @@ _EXPORTS = {
     "select_device": "condensekit.runtime",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 -- the keys of _EXPORTS, all str (ruff cannot see through *dict)
 
 
 def __getattr__(name: str) -> Any:

@@ -77,13 +77,13 @@ class AugParams:
         return int(self.active.shape[0])
 
     @staticmethod
-    def cat(params: Sequence["AugParams"]) -> "AugParams":
+    def cat(params: Sequence[AugParams]) -> AugParams:
         """One object holding the sets of ``params`` in order."""
         if not params:
             raise ValueError("AugParams.cat needs at least one AugParams")
         return AugParams(torch.cat([p.active for p in params]), torch.cat([p.values for p in params]))
 
-    def index(self, groups: torch.Tensor) -> "AugParams":
+    def index(self, groups: torch.Tensor) -> AugParams:
         """Set ``groups[i]`` for each ``i``."""
         groups = groups.detach().to("cpu", torch.long)
         return AugParams(self.active[groups], self.values[groups])

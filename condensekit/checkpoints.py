@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -49,10 +50,8 @@ class FileCheckpointer:
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             self.path.parent.rmdir()
-        except OSError:
-            pass
 
 
 class NoCheckpoints:

@@ -246,7 +246,7 @@ def run(
     Experts are provided first (loaded, or trained once by rank 0 and handed to the others);
     the method's loop then runs with this run's checkpoints (``--resume`` continues them).
     """
-    notify = notify or (lambda message: log.info(message))
+    notify = notify or log.info
     runtime.reuse_freed_memory()
     group = distributed.current()
     try:
@@ -455,6 +455,7 @@ def _git_commit() -> str | None:
             capture_output=True,
             text=True,
             timeout=5,
+            check=False,  # a failing git (not a checkout) means no commit to record
         )
     except (OSError, subprocess.SubprocessError):
         return None

@@ -89,7 +89,7 @@ _owned = False
 def current() -> Group | None:
     """The process group of a multi-process run, initializing it from torchrun's
     environment on first use; None in an ordinary single-process run."""
-    global _owned
+    global _owned  # noqa: PLW0603 -- process-wide: whether this module created the process group
     if not dist.is_available():
         return None
     if not dist.is_initialized():
@@ -105,7 +105,7 @@ def current() -> Group | None:
 
 def shutdown_owned() -> None:
     """Tear down the process group if :func:`current` made it (end of a run, or its failure)."""
-    global _owned
+    global _owned  # noqa: PLW0603 -- see current()
     if _owned and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
     _owned = False

@@ -97,7 +97,7 @@ def _device(device: str | torch.device) -> torch.device:
     return select_device(device)
 
 
-def _build(backbone: str, info: "DatasetInfo", seed: int) -> torch.nn.Module:
+def _build(backbone: str, info: DatasetInfo, seed: int) -> torch.nn.Module:
     return create_backbone(
         backbone, channels=info.channels, num_classes=info.num_classes, resolution=info.resolution, seed=seed
     )
@@ -126,7 +126,7 @@ class _Trainer:
         self.mix_rng = np.random.default_rng(seed)  # CutMix's coin, Beta draw and box
         self.epochs_done = 0
 
-    def step(self, data: "RealData", idx: torch.Tensor) -> torch.Tensor:
+    def step(self, data: RealData, idx: torch.Tensor) -> torch.Tensor:
         """One SGD step on the real images ``idx``; returns the (detached) loss."""
         idx = idx.to(data.device)
         x = data.as_float(data.images[idx].to(self.device, non_blocking=True), "normalized")
@@ -140,7 +140,7 @@ class _Trainer:
         self.optimizer.step()
         return loss.detach()
 
-    def epoch(self, data: "RealData") -> float:
+    def epoch(self, data: RealData) -> float:
         """ceil(N / batch) batches of a random permutation of the training set; mean loss."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.protocol.lr_at(self.epochs_done)
@@ -158,21 +158,21 @@ def _check_counts(num: int, epochs: int) -> None:
         raise UsageError(f"expert epochs must be >= 1, got {epochs}")
 
 
-def _test_accuracy(model: torch.nn.Module, test: "RealData", device: torch.device) -> float:
+def _test_accuracy(model: torch.nn.Module, test: RealData, device: torch.device) -> float:
     accuracy = top1_accuracy([model], test, device)[0]
     model.train()
     return accuracy
 
 
 def train_experts(
-    data: "RealData",
+    data: RealData,
     *,
     backbone: str,
     num: int,
     epochs: int,
     seed: int,
     device: str | torch.device,
-    test: "RealData | None" = None,
+    test: RealData | None = None,
     batch: int | None = None,
     progress: ExpertsProgress | None = None,
 ) -> Experts:
@@ -235,7 +235,7 @@ def train_experts(
 
 
 def estimate_expert_seconds(
-    data: "RealData", backbone: str, epochs: int, num: int, device: str | torch.device, batch: int | None = None
+    data: RealData, backbone: str, epochs: int, num: int, device: str | torch.device, batch: int | None = None
 ) -> float:
     """Expected wall time of :func:`train_experts`, from timing a few real training steps."""
     dev = _device(device)
@@ -301,7 +301,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def check_experts_match(experts: Experts, dataset: "DatasetInfo", backbone: str, num: int | None = None) -> None:
+def check_experts_match(experts: Experts, dataset: DatasetInfo, backbone: str, num: int | None = None) -> None:
     """Raise a one-line :class:`UsageError` when ``experts`` were not trained for this run
     (another dataset, resolution or backbone) or hold fewer than ``num`` experts."""
     _check_match(
@@ -322,7 +322,7 @@ def _check_match(
     resolution: int,
     trained_backbone: str,
     count: int,
-    dataset: "DatasetInfo",
+    dataset: DatasetInfo,
     backbone: str,
     num: int | None,
 ) -> None:
@@ -416,7 +416,7 @@ class ExpertsPlan:
 
 
 def plan_experts(
-    request: Any, dataset: "DatasetInfo", backbone: str, seed: int, registry: Any, explicit_ref: str | None = None
+    request: Any, dataset: DatasetInfo, backbone: str, seed: int, registry: Any, explicit_ref: str | None = None
 ) -> ExpertsPlan:
     """Decide which experts a run uses (reads the registry, writes nothing).
 
@@ -489,7 +489,7 @@ def plan_experts(
 
 def provide_experts(
     plan: ExpertsPlan,
-    real: "RealData",
+    real: RealData,
     registry: Any,
     device: torch.device,
     group: Any,

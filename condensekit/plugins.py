@@ -19,6 +19,7 @@ CLI: only the plugin a command uses is imported into the command's process.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import importlib.machinery
 import importlib.util
@@ -471,10 +472,8 @@ def _write_status_cache(entries: dict[str, Any]) -> None:
         tmp.write_text(json.dumps({"format": _STATUS_CACHE_FORMAT, "entries": entries}, indent=1), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink()
-        except OSError:
-            pass
 
 
 def _validated_statuses(found: dict[str, list[tuple[EntryPoint, _Static]]], force: bool) -> dict[tuple[str, str], str]:

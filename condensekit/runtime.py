@@ -67,7 +67,7 @@ def reuse_freed_memory() -> bool:
     ``CONDENSEKIT_MALLOC=system`` to keep the C library's defaults. Idempotent; returns
     whether the tuning is active. A no-op outside Linux/glibc.
     """
-    global _allocator_tuned
+    global _allocator_tuned  # noqa: PLW0603 -- process-wide, set once (idempotent)
     if _allocator_tuned is not None:
         return _allocator_tuned
     _allocator_tuned = False

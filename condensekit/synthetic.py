@@ -31,8 +31,10 @@ def decode_multiformation(images: torch.Tensor, factor: int) -> torch.Tensor:
     cols = _split_sizes(w, factor)
     tiles = []
     for strip in torch.split(images, rows, dim=2):
-        for tile in torch.split(strip, cols, dim=3):
-            tiles.append(F.interpolate(tile, size=(h, w), mode="bilinear", align_corners=False))
+        tiles.extend(
+            F.interpolate(tile, size=(h, w), mode="bilinear", align_corners=False)
+            for tile in torch.split(strip, cols, dim=3)
+        )
     # tiles[k] has shape (n, c, h, w) for tile position k; order as image-major, tile-minor.
     return torch.stack(tiles, dim=1).reshape(n * factor * factor, c, h, w)
 
@@ -113,7 +115,7 @@ class SyntheticSet:
     def class_names(self) -> list[str]:
         return list(self.metadata.get("class_names", []))
 
-    def decoded(self) -> "SyntheticSet":
+    def decoded(self) -> SyntheticSet:
         """The set with multi-formation undone: ``factor**2`` images per stored image."""
         if self.factor == 1:
             return self
@@ -150,7 +152,7 @@ class SyntheticSet:
         dec = self.decoded()
         return dec.to_space("unit").clamp(0, 1)
 
-    def as_dataset(self) -> "torch.utils.data.TensorDataset":
+    def as_dataset(self) -> torch.utils.data.TensorDataset:
         """A ``torch.utils.data.Dataset`` of (normalized image, label) pairs, decoded."""
         images, labels, _ = self.training_tensors()
         return torch.utils.data.TensorDataset(images, labels)

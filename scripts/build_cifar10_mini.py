@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     wrong = []
     for key, array in arrays.items():
         sha = digest(array)
-        print(f"{key:12s} {str(array.dtype):6s} {str(array.shape):18s} sha256 {sha}")
+        print(f"{key:12s} {array.dtype!s:6s} {array.shape!s:18s} sha256 {sha}")
         if sha != EXPECTED[key]:
             wrong.append(key)
     if wrong:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from condensekit.augment import DEFAULT_STRATEGY, GEOMETRIC, OPS, VALUES, AugParams, DSA, DSAConfig
+from condensekit.augment import DEFAULT_STRATEGY, DSA, GEOMETRIC, OPS, VALUES, AugParams, DSAConfig
 from condensekit.errors import UsageError
 
 

@@ -101,6 +101,7 @@ def cli(*args: str, site: Path | None = None, env: dict[str, str] | None = None)
     return subprocess.run(
         [sys.executable, "-m", "condensekit", *args],
         capture_output=True,
+        check=False,
         text=True,
         timeout=300,
         env={**os.environ, **extra},
@@ -135,7 +136,7 @@ def test_missing_attribute_is_listed_as_broken(broken_distribution: Path) -> Non
 
 
 def test_failing_import_is_a_plugin_error(broken_distribution: Path) -> None:
-    with pytest.raises(PluginError, match="failed to import .*ModuleNotFoundError"):
+    with pytest.raises(PluginError, match=r"failed to import .*ModuleNotFoundError"):
         plugins.load_method("broken-import")
 
 
@@ -144,7 +145,7 @@ def test_failing_import_is_reported_by_check(broken_distribution: Path) -> None:
 
 
 def test_api_major_mismatch_is_refused(broken_distribution: Path) -> None:
-    with pytest.raises(PluginError, match="needs plugin API 2.0 but this condensekit implements 1.0"):
+    with pytest.raises(PluginError, match=r"needs plugin API 2\.0 but this condensekit implements 1\.0"):
         plugins.load_method("future")
 
 
@@ -235,12 +236,14 @@ def test_method_breaking_the_contract_is_refused(attrs: dict[str, Any], reason: 
 
 
 def test_non_method_class_is_refused() -> None:
-    with pytest.raises(PluginError, match="is not a subclass of condensekit.api.Method; point its entry point at one"):
+    with pytest.raises(
+        PluginError, match=r"is not a subclass of condensekit\.api\.Method; point its entry point at one"
+    ):
         plugins.validate_method(SampleConfig, "sample")
 
 
 def test_method_failing_validation_is_refused_at_load(broken_distribution: Path) -> None:
-    with pytest.raises(PluginError, match="method 'no-dataclass' Config .* is not a dataclass"):
+    with pytest.raises(PluginError, match=r"method 'no-dataclass' Config .* is not a dataclass"):
         plugins.load_method("no-dataclass")
 
 
@@ -363,7 +366,7 @@ LIST_AND_REPORT = (
 def test_listing_with_a_cold_cache_imports_no_plugin_and_no_torch(tmp_path: Path) -> None:
     env = {**os.environ, "CONDENSEKIT_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(
-        [sys.executable, "-c", LIST_AND_REPORT], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-c", LIST_AND_REPORT], capture_output=True, check=False, text=True, timeout=300, env=env
     )
     assert "LOADED [] SUBPROCESSES 1 CODE 0" in result.stderr, result.stderr  # validated in a child
 
@@ -371,11 +374,16 @@ def test_listing_with_a_cold_cache_imports_no_plugin_and_no_torch(tmp_path: Path
 def test_listing_with_a_warm_cache_imports_nothing_and_starts_no_process(tmp_path: Path) -> None:
     env = {**os.environ, "CONDENSEKIT_CACHE": str(tmp_path / "cache")}
     warm = subprocess.run(
-        [sys.executable, "-m", "condensekit", "list", "methods"], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "condensekit", "list", "methods"],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert warm.returncode == 0, warm.stderr
     result = subprocess.run(
-        [sys.executable, "-c", LIST_AND_REPORT], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-c", LIST_AND_REPORT], capture_output=True, check=False, text=True, timeout=300, env=env
     )
     assert "LOADED [] SUBPROCESSES 0 CODE 0" in result.stderr, result.stderr
 

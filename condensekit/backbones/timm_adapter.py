@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -22,7 +24,7 @@ class TimmBackbone(nn.Module):
         from condensekit.backbones.api import TIMM_PREFIX, check_backbone_name
 
         check_backbone_name(TIMM_PREFIX + model_name)
-        kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=channels)
+        kwargs: dict[str, Any] = {"pretrained": False, "num_classes": num_classes, "in_chans": channels}
         try:
             # Transformers need the input size; convolutional models reject the argument.
             self.model = timm.create_model(model_name, img_size=resolution, **kwargs)
@@ -35,7 +37,7 @@ class TimmBackbone(nn.Module):
             probe = torch.zeros(2, channels, resolution, resolution)
             try:
                 self.embed_dim = int(self.embed(probe).shape[1])
-            except Exception as exc:  # timm raises many kinds for unsupported input sizes
+            except Exception as exc:  # noqa: BLE001 -- timm raises many kinds for unsupported input sizes
                 raise BackboneError(
                     f"timm model {model_name!r} cannot take {channels}x{resolution}x{resolution} inputs: {exc}"
                 ) from None

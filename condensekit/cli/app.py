@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
-from typing import Optional
 
 import click
 import typer
@@ -39,7 +38,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Optional[bool] = typer.Option(
+    version: bool | None = typer.Option(
         None, "--version", callback=_version, is_eager=True, help="show the version and exit"
     ),
     debug: bool = typer.Option(False, "--debug", help="show tracebacks and debug logs"),
@@ -119,7 +118,7 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         console.error_line(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return exc.exit_status
-    except Exception as exc:  # an unexpected failure: one line, traceback on request
+    except Exception as exc:  # noqa: BLE001 -- an unexpected failure: one line, traceback on request
         if state.debug:
             traceback.print_exc()
         first = str(exc).splitlines()[0] if str(exc) else ""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -16,7 +16,7 @@ from condensekit.cli import console
 PACKAGES = ("condensekit", "torch", "torchvision", "timm", "h5py", "numpy", "typer", "rich")
 
 
-def gather(data_root: Optional[str], registry: Optional[str]) -> dict[str, Any]:
+def gather(data_root: str | None, registry: str | None) -> dict[str, Any]:
     import torch
 
     versions = {}
@@ -63,10 +63,8 @@ def gather(data_root: Optional[str], registry: Optional[str]) -> dict[str, Any]:
 
 def doctor_command(
     as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
-    registry: Optional[str] = typer.Option(
-        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
-    ),
+    data_root: str | None = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
+    registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
 ) -> None:
     """Show versions, the device, resolved paths and the status of every plugin."""
     report = gather(data_root, registry)

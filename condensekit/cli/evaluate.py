@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -16,7 +16,7 @@ ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str
 
 
 def eval_command(
-    ref: Optional[str] = typer.Argument(None, help="set reference NAME[:vN|:ALIAS] (default: the latest set)"),
+    ref: str | None = typer.Argument(None, help="set reference NAME[:vN|:ALIAS] (default: the latest set)"),
     arch: str = typer.Option(
         "default",
         "--arch",
@@ -24,20 +24,18 @@ def eval_command(
     ),
     runs: int = typer.Option(5, "--runs", help="networks trained per architecture"),
     protocol: ProtocolName = typer.Option("dc", "--protocol", help="training recipe (dc: DC/DSA/DM; idc: IDC/DANCE)"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="training epochs (default: the protocol's)"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default: the protocol's)"),
-    batch: Optional[int] = typer.Option(None, "--batch", help="batch size (default: the protocol's)"),
-    dsa: Optional[bool] = typer.Option(None, "--dsa/--no-dsa", help="DSA augmentation (default: the protocol's)"),
+    epochs: int | None = typer.Option(None, "--epochs", help="training epochs (default: the protocol's)"),
+    lr: float | None = typer.Option(None, "--lr", help="learning rate (default: the protocol's)"),
+    batch: int | None = typer.Option(None, "--batch", help="batch size (default: the protocol's)"),
+    dsa: bool | None = typer.Option(None, "--dsa/--no-dsa", help="DSA augmentation (default: the protocol's)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
     seed: int = typer.Option(0, "--seed", help="evaluation seed (each run's seed derives from it)"),
     autocast: bool = typer.Option(
         False, "--autocast/--no-autocast", help="mixed precision (bf16 on CPU, fp16 on CUDA)"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
-    registry: Optional[str] = typer.Option(
-        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
-    ),
-    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
+    registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
+    data_root: str | None = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
 ) -> None:
     """Train fresh networks on a stored set and test them on the real test split.
 
@@ -96,9 +94,7 @@ def eval_command(
 def compare_command(
     refs: list[str] = typer.Argument(..., help="set references to compare"),
     as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
-    registry: Optional[str] = typer.Option(
-        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
-    ),
+    registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
 ) -> None:
     """Side-by-side accuracies of sets, from their stored evaluations (the latest per protocol)."""
     from condensekit.registry import Registry

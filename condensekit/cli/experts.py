@@ -6,8 +6,6 @@ latest matching ones in the registry, or train them, on their own.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from condensekit.cli import console
@@ -15,20 +13,16 @@ from condensekit.cli import console
 
 def train_command(
     data: str = typer.Option(..., "--data", help="dataset name (see condensekit list datasets)"),
-    backbone: Optional[str] = typer.Option(
-        None, "--backbone", help="backbone name or timm:NAME (default: the dataset's)"
-    ),
+    backbone: str | None = typer.Option(None, "--backbone", help="backbone name or timm:NAME (default: the dataset's)"),
     num: int = typer.Option(5, "--num", help="number of experts"),
     epochs: int = typer.Option(60, "--epochs", help="training epochs per expert (DANCE: 60, 80 at 128 px)"),
     seed: int = typer.Option(0, "--seed", help="random seed (initial weights, batches, augmentation)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
-    batch: Optional[int] = typer.Option(None, "--batch", help="batch size (default: 64, 128 at 128 px and above)"),
-    resolution: Optional[int] = typer.Option(None, "--res", help="image resolution (default: the dataset's)"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
-    registry: Optional[str] = typer.Option(
-        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
-    ),
-    name: Optional[str] = typer.Option(None, "--name", help="registry name (default: <dataset>-<backbone>)"),
+    batch: int | None = typer.Option(None, "--batch", help="batch size (default: 64, 128 at 128 px and above)"),
+    resolution: int | None = typer.Option(None, "--res", help="image resolution (default: the dataset's)"),
+    data_root: str | None = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
+    registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
+    name: str | None = typer.Option(None, "--name", help="registry name (default: <dataset>-<backbone>)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
     """Train experts (networks trained on the real data, initial weights kept) and save them."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -34,7 +33,7 @@ def _plugin_table(title: str, rows: list[dict]) -> Table:
     return table
 
 
-def _dataset_rows(data_root: Optional[str]) -> list[dict]:
+def _dataset_rows(data_root: str | None) -> list[dict]:
     from condensekit.data import describe_datasets
 
     return describe_datasets(data_root)
@@ -62,14 +61,12 @@ def _cell(value: object) -> str:
 
 
 def list_command(
-    kind: Optional[Kind] = typer.Argument(None, help="what to list (default: methods, datasets and backbones)"),
+    kind: Kind | None = typer.Argument(None, help="what to list (default: methods, datasets and backbones)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
     check: bool = typer.Option(False, "--check", help="validate every plugin again now, ignoring the cached results"),
-    timm: Optional[str] = typer.Option(None, "--timm", help="with backbones: also list timm models matching PATTERN"),
-    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
-    registry: Optional[str] = typer.Option(
-        None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"
-    ),
+    timm: str | None = typer.Option(None, "--timm", help="with backbones: also list timm models matching PATTERN"),
+    data_root: str | None = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
+    registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
 ) -> None:
     """List installed methods, datasets, backbones, or the sets and experts in the registry."""
     kinds = [kind] if kind else [Kind.methods, Kind.datasets, Kind.backbones]
@@ -107,11 +104,13 @@ def list_command(
             columns = ["name", "resolution", "classes", "channels", "present", "where", "distribution"]
             console.stdout.print(_dict_table("datasets", rows, columns))
         elif key == "sets":
-            rows = [{**r, "aliases": _aliases(r)} for r in rows]
+            shown = [{**r, "aliases": _aliases(r)} for r in rows]
             columns = ["name", "versions", "aliases", "method", "dataset", "ipc", "best_accuracy"]
-            console.stdout.print(_dict_table("sets", rows, [c for c in columns if not rows or c in rows[0]] or columns))
+            console.stdout.print(
+                _dict_table("sets", shown, [c for c in columns if not shown or c in shown[0]] or columns)
+            )
         elif key == "experts":
-            rows = [{**r, "aliases": _aliases(r)} for r in rows]
+            shown = [{**r, "aliases": _aliases(r)} for r in rows]
             columns = [
                 "name",
                 "latest",
@@ -124,7 +123,7 @@ def list_command(
                 "test_accuracy",
                 "created",
             ]
-            console.stdout.print(_dict_table("experts", rows, [c for c in columns if not rows or c in rows[0]]))
+            console.stdout.print(_dict_table("experts", shown, [c for c in columns if not shown or c in shown[0]]))
         else:
             console.stdout.print(_dict_table(key, rows, ["name"]))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -23,14 +23,14 @@ if TYPE_CHECKING:
     from condensekit.registry import Registry
 
 RegistryOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--registry", envvar=REGISTRY_ENV, show_envvar=True, help="Registry root (default: ./registry)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
 RefArg = Annotated[str, typer.Argument(help="A set: NAME, NAME:vN, NAME:latest or NAME:ALIAS.")]
 
 
-def _registry(root: Path | None) -> "Registry":
+def _registry(root: Path | None) -> Registry:
     from condensekit.registry import Registry  # keeps `condensekit --help` free of torch
 
     return Registry(root)
@@ -59,10 +59,12 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
     }
     for key, value in {**facts, **meta}.items():
         if key == "class_names":
-            value = f"{len(value)}: " + ", ".join(value[:10]) + (", ..." if len(value) > 10 else "")
+            shown = f"{len(value)}: " + ", ".join(value[:10]) + (", ..." if len(value) > 10 else "")
         elif isinstance(value, (dict, list)):
-            value = json.dumps(value)
-        table.add_row(key, Text(str(value)))  # Text: values are data, never rich markup
+            shown = json.dumps(value)
+        else:
+            shown = str(value)
+        table.add_row(key, Text(shown))  # Text: values are data, never rich markup
     console.stdout.print(table)
     if info["evals"]:
         console.stdout.print(_evals_table(info["evals"]))
@@ -81,9 +83,9 @@ def _evals_table(evals: list[dict[str, Any]]) -> Table:
 
 def export(
     ref: RefArg,
-    png: Annotated[Optional[Path], typer.Option("--png", help="Write an image grid (one row per class).")] = None,
-    pt: Annotated[Optional[Path], typer.Option("--pt", help="Write images.pt + labels.pt to this folder.")] = None,
-    folder: Annotated[Optional[Path], typer.Option("--folder", help="Write an ImageFolder of PNGs.")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Write an image grid (one row per class).")] = None,
+    pt: Annotated[Path | None, typer.Option("--pt", help="Write images.pt + labels.pt to this folder.")] = None,
+    folder: Annotated[Path | None, typer.Option("--folder", help="Write an ImageFolder of PNGs.")] = None,
     registry: RegistryOpt = None,
 ) -> None:
     """Export a set as a PNG grid, DC/MTT-style .pt tensors, or an ImageFolder."""
@@ -103,7 +105,7 @@ def export(
 def import_(
     path: Annotated[Path, typer.Argument(help="A condensekit .h5 file, or a folder/images.pt with labels.pt.")],
     name: Annotated[str, typer.Option("--name", help="Name to store the set under.")],
-    data: Annotated[Optional[str], typer.Option("--data", help="Dataset of .pt tensors (e.g. cifar10).")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Dataset of .pt tensors (e.g. cifar10).")] = None,
     registry: RegistryOpt = None,
 ) -> None:
     """Import a set from a condensekit HDF5 file or an images.pt/labels.pt pair."""

@@ -8,7 +8,7 @@ Errors are CondensekitError subclasses, turned into one red line by the app's ha
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from condensekit.registry.runs import RunInfo
 
 KeysArg = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Argument(help="Run keys to remove (the first column of `condensekit runs`).", show_default=False),
 ]
 
 
-def _registry(ctx: typer.Context, root: Path | None) -> "Registry":
+def _registry(ctx: typer.Context, root: Path | None) -> Registry:
     """The registry of ``runs --registry X SUBCOMMAND`` too: an explicit group option beats
     the subcommand's default and ``$CONDENSEKIT_REGISTRY``, so ``rm`` never acts elsewhere."""
     from condensekit.registry import Registry  # keeps `condensekit --help` free of torch
@@ -56,7 +56,7 @@ def _cell(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def _describe(run: "RunInfo") -> str:
+def _describe(run: RunInfo) -> str:
     from condensekit.registry.runs import format_size
 
     facts = (run.method, run.dataset, None if run.ipc is None else f"ipc{run.ipc}")
@@ -64,7 +64,7 @@ def _describe(run: "RunInfo") -> str:
     return f"{run.key} ({what}, {format_size(run.size)})"
 
 
-def _print_runs(reg: "Registry", as_json: bool) -> None:
+def _print_runs(reg: Registry, as_json: bool) -> None:
     from condensekit.registry.runs import format_age, format_size
 
     runs = reg.runs()
@@ -112,7 +112,7 @@ def rm_command(
     ctx: typer.Context,
     keys: KeysArg = None,
     older_than: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--older-than", metavar="AGE", help="Remove runs not written for AGE: 90s, 30m, 12h, 7d."),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Remove every run folder.")] = False,

@@ -70,7 +70,7 @@ class RealData:
         self.labels = labels.long()
         counts = torch.bincount(self.labels.cpu(), minlength=info.num_classes)
         self._counts = counts.tolist()
-        self._offsets = [0] + torch.cumsum(counts, 0).tolist()
+        self._offsets = [0, *torch.cumsum(counts, 0).tolist()]
         self._warned_small: set[int] = set()
 
     def __len__(self) -> int:
@@ -80,7 +80,7 @@ class RealData:
     def device(self) -> torch.device:
         return self.images.device
 
-    def to(self, device: torch.device | str) -> "RealData":
+    def to(self, device: torch.device | str) -> RealData:
         moved = RealData.__new__(RealData)
         moved.__dict__.update(self.__dict__)
         moved.images = self.images.to(device)
@@ -129,7 +129,7 @@ class RealData:
         One CPU generator per class, so the draw for a class does not depend on which other
         classes are sampled with it (class-parallel runs stay bit-identical).
         """
-        idx = torch.cat([self._indices(c, n, g) for c, g in zip(classes, generators)])
+        idx = torch.cat([self._indices(c, n, g) for c, g in zip(classes, generators, strict=True)])
         return self.as_float(self.images[idx.to(self.images.device)], space)
 
     def first(self, c: int, n: int, space: PixelSpace = "normalized") -> torch.Tensor:

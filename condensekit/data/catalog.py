@@ -175,7 +175,7 @@ class DatasetSpec:
                 self.reader.download(root, split, resolution)
         except DatasetError:
             raise
-        except Exception as exc:  # urllib, tarfile, torchvision: any download failure is one line
+        except Exception as exc:  # noqa: BLE001 -- urllib, tarfile, torchvision: any download failure is one line
             raise DatasetError(
                 f"{missing}; downloading it failed ({_reason(exc)}); "
                 f"connect to the internet or point --data-root to a folder that has it"

@@ -49,7 +49,7 @@ class Protocol:
         decays = sum(1 for m in self.milestone_epochs() if epoch >= m)
         return self.lr * self.gamma**decays
 
-    def with_overrides(self, **overrides: Any) -> "Protocol":
+    def with_overrides(self, **overrides: Any) -> Protocol:
         """A copy with the non-None ``overrides`` applied, validated."""
         values = {k: v for k, v in overrides.items() if v is not None}
         unknown = set(values) - {f.name for f in dataclasses.fields(self)}
@@ -63,7 +63,7 @@ class Protocol:
             raise UsageError(f"--lr must be > 0, got {protocol.lr}")
         return protocol
 
-    def for_dataset(self, dataset: str) -> "Protocol":
+    def for_dataset(self, dataset: str) -> Protocol:
         """The protocol as applied to ``dataset`` (IDC drops flips for digit datasets)."""
         if dataset not in self.no_flip_datasets:
             return self

@@ -34,7 +34,7 @@ class ArchResult:
         return {**asdict(self), "mean": self.mean, "std": self.std}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ArchResult":
+    def from_dict(cls, data: dict[str, Any]) -> ArchResult:
         return cls(
             arch=data["arch"],
             accuracies=[float(a) for a in data["accuracies"]],
@@ -71,7 +71,7 @@ class EvalReport:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "EvalReport":
+    def from_dict(cls, data: dict[str, Any]) -> EvalReport:
         return cls(
             protocol=data["protocol"],
             params=dict(data.get("params", {})),

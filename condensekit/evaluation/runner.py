@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from condensekit import runtime
+from condensekit.errors import UsageError
 from condensekit.evaluation.protocols import Protocol, get_protocol
 from condensekit.evaluation.report import ArchResult, EvalReport
 from condensekit.evaluation.train import make_augment, top1_accuracy, train_runs
-from condensekit.errors import UsageError
 from condensekit.synthetic import SyntheticSet
 
 #: The architecture name meaning "the dataset's default backbone at the set's resolution".
@@ -149,8 +149,8 @@ def _arch_names(archs: Sequence[str] | str, default_backbone: str) -> list[str]:
     """Resolved, de-duplicated architecture names (``"default"`` -> the dataset's backbone)."""
     raw = archs.split(",") if isinstance(archs, str) else list(archs)
     names: list[str] = []
-    for name in (a.strip() for a in raw):
-        name = default_backbone if name == DEFAULT_ARCH else name
+    for given in (a.strip() for a in raw):
+        name = default_backbone if given == DEFAULT_ARCH else given
         if name and name not in names:
             names.append(name)
     if not names:

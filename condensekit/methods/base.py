@@ -75,7 +75,7 @@ class DistillContext:
     classes: Sequence[int]  # the classes this process distills (all, unless class-parallel)
     progress: ProgressCallback
     checkpoint: Checkpointer
-    experts: "Experts | None" = None  # present when the method asked for them
+    experts: Experts | None = None  # present when the method asked for them
     rank: int = 0
     world_size: int = 1
 
@@ -128,7 +128,7 @@ class Method:
         return cls.Config(**values)
 
     @classmethod
-    def configured(cls, dataset: DatasetInfo, ipc: int, preset: str | None = None, **overrides: Any) -> "Method":
+    def configured(cls, dataset: DatasetInfo, ipc: int, preset: str | None = None, **overrides: Any) -> Method:
         """The method as core runs it: config from defaults, preset and overrides, resolved
         once for ``dataset`` and ``ipc`` (:meth:`distill` reads it as ``self.config``)."""
         return cls(cls(cls.make_config(preset, **overrides)).resolve_config(dataset, ipc))

@@ -10,6 +10,7 @@ per-class passes, at a fraction of the Python overhead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
@@ -48,7 +49,7 @@ class DistributionMatching(Method):
     plugin_api = "1.0"
     Config = DMConfig
     partitionable = True
-    smoke_config = {"batch_real": 16}
+    smoke_config: ClassVar[dict[str, Any]] = {"batch_real": 16}
 
     def default_iterations(self, dataset, ipc: int) -> int:
         return 20000

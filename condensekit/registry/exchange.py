@@ -48,11 +48,11 @@ def export_png(synset: SyntheticSet, path: str | os.PathLike, max_per_row: int =
     images = _to_uint8(synset.for_display())
     labels = synset.decoded().labels
     names = _class_names(synset, labels)
-    n, c, h, w = images.shape
+    _, _, h, w = images.shape
     scale = grid_scale(max(h, w))
     cell_h, cell_w = h * scale, w * scale
     per_class = [torch.nonzero(labels == k).flatten()[:max_per_row].tolist() for k in range(len(names))]
-    cols = max(1, max(len(p) for p in per_class))
+    cols = max(1, *(len(p) for p in per_class))
     font = ImageFont.load_default()
     boxes = [font.getbbox(name) for name in names]
     label_w = max(b[2] for b in boxes)
@@ -62,7 +62,7 @@ def export_png(synset: SyntheticSet, path: str | os.PathLike, max_per_row: int =
     height = 2 * GRID_MARGIN + len(names) * row_h + (len(names) - 1) * GRID_PAD
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    for row, (name, indices) in enumerate(zip(names, per_class)):
+    for row, (name, indices) in enumerate(zip(names, per_class, strict=True)):
         top = GRID_MARGIN + row * (row_h + GRID_PAD)
         draw.text((GRID_MARGIN, top + (row_h - text_h) // 2), name, fill="black", font=font)
         for col, i in enumerate(indices):
@@ -117,7 +117,7 @@ def export_folder(synset: SyntheticSet, directory: str | os.PathLike) -> Path:
     return out
 
 
-def import_set(path: str | os.PathLike, name: str, registry: "Registry", dataset: str | None = None) -> "SetVersion":
+def import_set(path: str | os.PathLike, name: str, registry: Registry, dataset: str | None = None) -> SetVersion:
     """Store a set given as a condensekit HDF5 file, or as an ``images.pt``/``labels.pt``
     pair (a directory holding them, or the ``images.pt`` path) of normalized-space float
     images of ``dataset``. Everything is validated before anything is written; a bad
@@ -191,7 +191,7 @@ def _from_pt(images_path: Path, dataset: str) -> SyntheticSet:
 def _load_tensor(path: Path) -> torch.Tensor:
     try:
         value = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or broken files
+    except Exception as exc:  # noqa: BLE001 -- torch.load raises many types for foreign or broken files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise RegistryError(f"{path}: not a loadable tensor file ({first})") from None
     if not isinstance(value, torch.Tensor):

@@ -107,10 +107,9 @@ class Index:
     def _journal_mode(self, mode: str) -> None:
         if self.journal_mode == mode:
             return  # switching needs an exclusive lock: only ask when it changes something
-        try:
+        # Another process may hold the database: then it keeps its current mode.
+        with contextlib.suppress(sqlite3.OperationalError):
             self.conn.execute(f"PRAGMA journal_mode = {mode}")
-        except sqlite3.OperationalError:
-            pass  # another process holds the database; keep its current mode
 
     @property
     def journal_mode(self) -> str:

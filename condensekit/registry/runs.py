@@ -299,7 +299,7 @@ def _read_checkpoint(path: Path, size: int) -> Checkpoint | None:
     archive = zipfile.is_zipfile(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=archive)
-    except Exception as exc:  # torch raises many types for a bad file
+    except Exception as exc:  # noqa: BLE001 -- torch.load raises many types for a bad file
         if not path.exists():
             return None
         reason = (

@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -39,10 +39,13 @@ from condensekit.errors import DatasetError, RegistryError
 from condensekit.experts import Experts
 from condensekit.paths import registry_root
 from condensekit.registry import format as h5format
-from condensekit.registry.index import Index, INDEX_FILE
+from condensekit.registry.index import INDEX_FILE, Index
 from condensekit.registry.refs import Ref, closest, default_name, parse_ref, validate_alias, validate_name
-from condensekit.registry.runs import RemoveRuns, Removed, RunInfo, check_runs, list_runs, remove_runs
+from condensekit.registry.runs import Removed, RemoveRuns, RunInfo, check_runs, list_runs, remove_runs
 from condensekit.synthetic import SyntheticSet
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self from Python 3.11 on
 
 KINDS: dict[str, tuple[str, str]] = {"set": ("sets", ".h5"), "experts": ("experts", ".pt")}
 EXPERTS_FORMAT = "condensekit-experts"
@@ -76,7 +79,7 @@ class Registry:
         self.root = registry_root(root).absolute()
         self._index: Index | None = None
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -301,7 +304,7 @@ class Registry:
             )
         try:
             payload = torch.load(found.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a bad pickle
+        except Exception as exc:  # noqa: BLE001 -- torch.load raises many types for a bad pickle
             raise RegistryError(f"cannot read experts {found.ref}: {exc}") from None
         if not isinstance(payload, dict) or payload.get("format") != EXPERTS_FORMAT:
             raise RegistryError(f"{found.path} is not a condensekit experts file")
@@ -394,7 +397,7 @@ class Registry:
         # Under the write lock no writer is between its rename and its commit.
         with index.write():
             indexed = index.all_paths()
-            for kind, (folder, suffix) in KINDS.items():
+            for folder, suffix in KINDS.values():
                 for path in sorted((self.root / folder).glob(f"*/v*{suffix}")):
                     if self._rel(path) not in indexed:
                         problems.append(f"orphan file {self._rel(path)} (not in the index){done}")
@@ -580,10 +583,8 @@ def _deferred_interrupt() -> Iterator[None]:
 
 
 def _unlink(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _write_error(exc: OSError, root: Path) -> RegistryError:

@@ -37,8 +37,8 @@ class MethodConformance:
             return dict(cls.config)
         from condensekit.plugins import load_method
 
-        cls, _ = load_method(method_name)
-        return dict(cls.smoke_config)
+        method_cls, _ = load_method(method_name)
+        return dict(method_cls.smoke_config)
 
     @classmethod
     def _run(cls, method_name: str, registry: Any = None, seed: int = 0) -> DistillResult:

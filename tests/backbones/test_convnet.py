@@ -55,6 +55,6 @@ def test_a_channels_last_convnet_gives_channels_last_maps_and_the_same_values() 
         maps, embedding = fast.intermediates(x)  # an NCHW input: the first conv switches layout
         plain_maps, plain_embedding = plain.intermediates(x)
     assert all(m.is_contiguous(memory_format=torch.channels_last) for m in maps)
-    for m, p in zip(maps, plain_maps):
+    for m, p in zip(maps, plain_maps, strict=True):
         torch.testing.assert_close(m, p, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(embedding, plain_embedding, rtol=1e-4, atol=1e-5)

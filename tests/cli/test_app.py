@@ -20,6 +20,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     return subprocess.run(
         [sys.executable, "-m", "condensekit", *args],
         capture_output=True,
+        check=False,
         text=True,
         timeout=300,
         env={**os.environ, **(env or {})},

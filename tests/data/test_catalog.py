@@ -53,7 +53,7 @@ def test_dataset_info_has_the_standard_facts(name: str) -> None:
     )
     assert len(info.class_names) == len(set(info.class_names)) == classes
     assert len(info.mean) == len(info.std) == channels
-    assert all(0 < m < 1 and 0 < s < 1 for m, s in zip(info.mean, info.std))
+    assert all(0 < m < 1 and 0 < s < 1 for m, s in zip(info.mean, info.std, strict=True))
 
 
 def test_standard_normalizations_and_class_names() -> None:

@@ -153,7 +153,7 @@ def _json_chunks(text: str) -> list[str]:
     decoder, chunks, pos = json.JSONDecoder(), [], 0
     text = text.strip()
     while pos < len(text):
-        obj, end = decoder.raw_decode(text, pos)
+        _, end = decoder.raw_decode(text, pos)
         chunks.append(text[pos:end])
         pos = end
         while pos < len(text) and text[pos].isspace():

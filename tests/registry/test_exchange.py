@@ -14,8 +14,7 @@ import torch
 from PIL import Image, ImageFont
 
 from condensekit.errors import RegistryError, UsageError
-from condensekit.registry import Registry
-from condensekit.registry import exchange
+from condensekit.registry import Registry, exchange
 from condensekit.synthetic import SyntheticSet
 
 Factory = Callable[..., SyntheticSet]
@@ -32,7 +31,7 @@ def _expected_grid_size(names: list[str], side: int, cols: int) -> tuple[int, in
     cell = side * 2 if side <= 32 else side
     font = ImageFont.load_default()
     label_w = max(font.getbbox(n)[2] for n in names)
-    row_h = max(cell, max(font.getbbox(n)[3] for n in names))
+    row_h = max(cell, *(font.getbbox(n)[3] for n in names))
     width = 2 * 4 + label_w + 6 + cols * cell + (cols - 1) * 2
     height = 2 * 4 + len(names) * row_h + (len(names) - 1) * 2
     return width, height
@@ -58,7 +57,7 @@ def test_png_grid_shows_denormalized_pixels(tmp_path: Path, synset_factory: Fact
     image = np.asarray(Image.open(exchange.export_png(synset, tmp_path / "grid.png")))
     font = ImageFont.load_default()
     label_w = max(font.getbbox(n)[2] for n in synset.class_names)
-    row_h = max(48, max(font.getbbox(n)[3] for n in synset.class_names))
+    row_h = max(48, *(font.getbbox(n)[3] for n in synset.class_names))
     top, left = 4 + (row_h - 48) // 2, 4 + label_w + 6
     tile = image[top : top + 48, left : left + 48]
     want = (synset.for_display()[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
@@ -166,7 +165,7 @@ def test_pt_import_needs_a_dataset(tmp_path: Path, reg: Registry) -> None:
 def test_pt_import_needs_labels(tmp_path: Path, reg: Registry) -> None:
     folder = _pt_pair(tmp_path / "pt", torch.randn(10, 3, 32, 32), torch.arange(10))
     (folder / "labels.pt").unlink()
-    with pytest.raises(RegistryError, match="labels.pt is missing"):
+    with pytest.raises(RegistryError, match=r"labels\.pt is missing"):
         exchange.import_set(folder, "x", reg, dataset="cifar10")
 
 

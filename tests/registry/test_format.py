@@ -128,7 +128,7 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path: Path, synset_factory
     h5format.write_set(path, synset_factory(ipc=1))
     with h5py.File(path, "a") as f:
         f.attrs["format_version"] = 99
-    with pytest.raises(RegistryError, match="format_version 99 .* upgrade condensekit"):
+    with pytest.raises(RegistryError, match=r"format_version 99 .* upgrade condensekit"):
         h5format.read_set(path)
 
 

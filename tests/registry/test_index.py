@@ -100,9 +100,8 @@ def test_journal_mode_applied_to_the_database(
 
 def test_failed_write_transaction_rolls_back(tmp_path: Path) -> None:
     index = Index(tmp_path / "reg")
-    with pytest.raises(RuntimeError):
-        with index.write():
-            index.insert_version("set", "a", 1, "sets/a/v1.h5", "0" * 64, {})
-            raise RuntimeError("crash before commit")
+    with pytest.raises(RuntimeError), index.write():
+        index.insert_version("set", "a", 1, "sets/a/v1.h5", "0" * 64, {})
+        raise RuntimeError("crash before commit")
     assert index.versions("set") == [] and index.next_version("set", "a") == 1
     index.close()

@@ -28,7 +28,7 @@ def test_bare_name_and_latest_both_mean_latest() -> None:
 
 @pytest.mark.parametrize("bad", ["", "has space", "a/b", "-leading", "ünïcode", "x" * 129, "a:b:c"])
 def test_invalid_names_are_rejected_with_the_rule(bad: str) -> None:
-    with pytest.raises(RegistryError, match="invalid (name|alias)"):
+    with pytest.raises(RegistryError, match=r"invalid (name|alias)"):
         parse_ref(bad)
 
 

@@ -182,7 +182,7 @@ def test_parse_age_accepts_s_m_h_d(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["7", "7w", "d", "-1d", "7 days", ""])
 def test_parse_age_refuses_other_text_with_the_fix(text: str) -> None:
-    with pytest.raises(UsageError, match="use a number with s, m, h or d, e.g. 7d"):
+    with pytest.raises(UsageError, match=r"use a number with s, m, h or d, e\.g\. 7d"):
         parse_age(text)
 
 
@@ -213,7 +213,7 @@ def test_remove_by_key_removes_only_those_and_counts_the_space(reg: Registry) ->
 
 def test_an_unknown_key_removes_nothing(reg: Registry) -> None:
     _run(reg, "k1")
-    with pytest.raises(RegistryError, match="unknown run 'nosuch'.*nothing was removed"):
+    with pytest.raises(RegistryError, match=r"unknown run 'nosuch'.*nothing was removed"):
         reg.remove_runs(RemoveRuns(keys=("k1", "nosuch")))
     assert [run.key for run in reg.runs()] == ["k1"]
 

@@ -172,7 +172,7 @@ def test_record_eval_and_list_sets(reg: Registry, synset_factory: Factory) -> No
 
 def test_record_eval_rejects_a_report_without_scores(reg: Registry, synset_factory: Factory) -> None:
     reg.save(synset_factory(ipc=1), name="s")
-    with pytest.raises(RegistryError, match="expected .results., a list of"):
+    with pytest.raises(RegistryError, match=r"expected .results., a list of"):
         reg.record_eval("s", {"protocol": "dc", "results": []})
     assert reg.evals("s") == []
 
@@ -193,7 +193,7 @@ def test_experts_round_trip_and_lookup(reg: Registry) -> None:
     assert saved.kind == "experts" and saved.path.suffix == ".pt"
     loaded = reg.load_experts("cifar10-convnet")
     assert len(loaded) == 2 and loaded.metadata["epochs"] == 2
-    for got, want in zip(loaded.trained + loaded.initial, experts.trained + experts.initial):
+    for got, want in zip(loaded.trained + loaded.initial, experts.trained + experts.initial, strict=True):
         assert all(torch.equal(got[k], want[k]) for k in want)
     newer = reg.save_experts(_experts(n=3), name="cifar10-convnet")
     found = reg.experts_versions("cifar10", "convnet", 32)

@@ -52,7 +52,7 @@ def test_attention_loss_sums_squared_distances_of_class_mean_maps_over_layers() 
     real = [_features(classes * n_real, 8, 6, 6, seed=1), _features(classes * n_real, 8, 3, 3, seed=2)]
     syn = [_features(classes * n_syn, 8, 6, 6, seed=3), _features(classes * n_syn, 8, 3, 3, seed=4)]
     expected = torch.zeros(())
-    for r, s in zip(real, syn):
+    for r, s in zip(real, syn, strict=True):
         ar, as_ = attention_map(r, 4.0), attention_map(s, 4.0)
         for c in range(classes):
             mean_r = ar[c * n_real : (c + 1) * n_real].mean(0)

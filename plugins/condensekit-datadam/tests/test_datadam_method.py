@@ -95,7 +95,7 @@ def test_another_seed_gives_another_set() -> None:
 
 
 def test_resumed_run_finishes_like_an_uninterrupted_one(tmp_path: Path) -> None:
-    common = dict(ipc=1, iterations=4, classes=[0, 1], checkpoint_every=2)
+    common = {"ipc": 1, "iterations": 4, "classes": [0, 1], "checkpoint_every": 2}
     uninterrupted = _run(make_context(**common), batch_real=4)
 
     def stop_at_three(iteration: int, **metrics: float) -> None:
@@ -131,7 +131,7 @@ def test_real_targets_in_class_chunks_equal_one_pass_for_instance_norm() -> None
     attention, embedding = objective.real_targets(net, 0, params)
     objective.per_pass = 1
     chunked_attention, chunked_embedding = objective.real_targets(net, 0, params)
-    for one, chunked in zip(attention, chunked_attention):
+    for one, chunked in zip(attention, chunked_attention, strict=True):
         torch.testing.assert_close(chunked, one, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(chunked_embedding, embedding, rtol=1e-4, atol=1e-5)
 
@@ -143,7 +143,7 @@ def test_autocast_keeps_the_loss() -> None:
     for enabled in (False, True):
         objective = Objective(ctx, _config(ctx, batch_real=4, autocast=enabled))
         losses.append(objective.losses(objective.network(0), syn, 0))
-    for plain, fast in zip(*losses):
+    for plain, fast in zip(*losses, strict=True):
         torch.testing.assert_close(fast, plain, rtol=0.05, atol=0.0)
 
 

@@ -160,17 +160,19 @@ class ExpertBank:
     def _tensors(
         self, state: dict[str, torch.Tensor], keys: list[str], ctx: DistillContext, experts: Any
     ) -> list[torch.Tensor]:
-        fits = set(keys) == set(state) and all(tuple(state[k].shape) == tuple(t.shape) for k, t in zip(keys, self._mid))
+        fits = set(keys) == set(state) and all(
+            tuple(state[k].shape) == tuple(t.shape) for k, t in zip(keys, self._mid, strict=True)
+        )
         if not fits:
             raise UsageError(
                 f"the experts ({experts.backbone} on {experts.dataset}, {experts.resolution}px) do not fit the "
                 f"{ctx.backbone_name} backbone of this run on {ctx.dataset.name} ({ctx.dataset.resolution}px); "
                 f"use experts trained with the same backbone and dataset"
             )
-        return [state[k].to(ctx.device, dtype=t.dtype) for k, t in zip(keys, self._mid)]
+        return [state[k].to(ctx.device, dtype=t.dtype) for k, t in zip(keys, self._mid, strict=True)]
 
     def _floats(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-        return [t for t, is_float in zip(tensors, self._is_float) if is_float]
+        return [t for t, is_float in zip(tensors, self._is_float, strict=True) if is_float]
 
     @torch.no_grad()
     def use(self, expert: int, coefficient: float) -> None:
@@ -181,7 +183,7 @@ class ExpertBank:
         mid = self._floats(self._mid)
         torch._foreach_copy_(mid, self._floats(final))
         torch._foreach_lerp_(mid, self._floats(init), float(coefficient))
-        for t, src, is_float in zip(self._mid, final, self._is_float):
+        for t, src, is_float in zip(self._mid, final, self._is_float, strict=True):
             if not is_float:  # e.g. BatchNorm's num_batches_tracked: not interpolable
                 t.copy_(src)
         if self._loaded != expert:

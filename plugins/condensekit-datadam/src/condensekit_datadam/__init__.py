@@ -19,7 +19,7 @@ _EXPORTS = {
     "attention_distance": "condensekit_datadam.attention",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 -- the keys of _EXPORTS, all str (ruff cannot see through *dict)
 
 
 def __getattr__(name: str) -> Any:

@@ -54,7 +54,7 @@ def attention_distance(
         raise ValueError(f"{len(real_attention)} real attention layers but {len(syn_attention)} synthetic")
     if not syn_attention:
         return torch.zeros(())
-    terms = [mean_discrepancy(r, s, num_classes) for r, s in zip(real_attention, syn_attention)]
+    terms = [mean_discrepancy(r, s, num_classes) for r, s in zip(real_attention, syn_attention, strict=True)]
     return torch.stack(terms).sum()
 
 
