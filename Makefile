@@ -9,7 +9,7 @@ FIXTURES := tests/fixtures/condensekit-herding
 # The demo's own registry, so it never mixes with yours.
 DEMO_REGISTRY ?= $(CURDIR)/registry/demo
 
-.PHONY: install test demo clean-demo
+.PHONY: install test lint demo clean-demo
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ install: $(STAMP)
 
 test: install
 	$(VENV)/bin/pytest -q
+
+# Static checks (configured in pyproject.toml); `test` does not depend on them.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 demo: install
 	CONDENSEKIT_REGISTRY=$(DEMO_REGISTRY) bash scripts/demo.sh $(VENV)/bin/condensekit

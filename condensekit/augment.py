@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -182,7 +183,7 @@ def _choices_dsa(tokens: list[str]) -> tuple[list[str], list[str]]:
 
 def _choices_idc(tokens: list[str]) -> tuple[list[str], list[str]]:
     """IDC DiffAug: flip, color and cutout always (when listed); one geometric op chosen."""
-    always = [op for op in ("flip", "color", "cutout") if op in tokens]
+    always: list[str] = [op for op in ("flip", "color", "cutout") if op in tokens]
     return always, [t for t in tokens if t not in always]
 
 
@@ -229,7 +230,7 @@ class DSA:
     def identity(self) -> bool:
         return not bool(self._always.any()) and self._choices.numel() == 0
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """Strategy, mode and parameters, for recording with results."""
         return {"strategy": self.strategy, "mode": self.mode, **asdict(self.config)}
 

@@ -36,7 +36,7 @@ from condensekit.data.base import DatasetInfo
 from condensekit.errors import PluginError, UsageError
 from condensekit.experts import ExpertsPlan, plan_experts, provide_experts
 from condensekit.methods.base import DistillContext, Method, ProgressCallback
-from condensekit.registry import Registry
+from condensekit.registry import Registry, SetVersion
 from condensekit.registry.refs import default_name, validate_name
 from condensekit.synthetic import SyntheticSet
 
@@ -145,7 +145,7 @@ class DistillResult:
     plan: Plan
     synset: SyntheticSet
     experts_ref: str | None = None
-    version: Any | None = None  # registry.SetVersion once recorded (rank 0 only)
+    version: SetVersion | None = None  # once recorded (rank 0 only)
 
     @property
     def complete(self) -> bool:
@@ -296,7 +296,7 @@ def run(
         raise
 
 
-def record(result: DistillResult) -> Any | None:
+def record(result: DistillResult) -> SetVersion | None:
     """Save a run's set in the registry (rank 0) and drop its checkpoints; every rank returns
     once the set is saved. Returns the ``SetVersion`` on rank 0 with a registry, else None."""
     plan = result.plan

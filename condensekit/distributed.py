@@ -46,9 +46,9 @@ class Group:
     def gather_set(self, part: SyntheticSet, num_classes: int) -> SyntheticSet | None:
         """Every rank's classes, merged class-major on rank 0 (None on other ranks)."""
         payload = (part.images, part.labels, part.soft_labels)
-        parts: list | None = [None] * self.world_size if self.rank == 0 else None
+        parts: list[Any] | None = [None] * self.world_size if self.rank == 0 else None
         dist.gather_object(payload, parts, dst=0)
-        if self.rank != 0:
+        if parts is None:  # not rank 0
             return None
         images = torch.cat([p[0] for p in parts])
         labels = torch.cat([p[1] for p in parts])

@@ -501,7 +501,8 @@ def provide_experts(
     rank0 = group is None or group.rank == 0
     if not plan.train:
         notify(plan.reason)
-        return registry.load_experts(plan.ref)
+        stored: Experts = registry.load_experts(plan.ref)
+        return stored
     trained = None
     if rank0:
         assert plan.num is not None and plan.epochs is not None and plan.seed is not None

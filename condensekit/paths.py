@@ -10,7 +10,7 @@ CACHE_ENV = "CONDENSEKIT_CACHE"
 REGISTRY_ENV = "CONDENSEKIT_REGISTRY"
 
 
-def data_root(explicit: str | os.PathLike | None = None) -> Path:
+def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     """``--data-root`` > ``$CONDENSEKIT_DATA`` > ``~/.cache/condensekit/data``."""
     if explicit:
         return Path(explicit).expanduser()
@@ -26,7 +26,7 @@ def cache_dir() -> Path:
     return Path("~/.cache/condensekit").expanduser()
 
 
-def registry_root(explicit: str | os.PathLike | None = None) -> Path:
+def registry_root(explicit: str | os.PathLike[str] | None = None) -> Path:
     """``--registry`` > ``$CONDENSEKIT_REGISTRY`` > ``./registry`` (like MLflow's ``./mlruns``)."""
     if explicit:
         return Path(explicit).expanduser()

@@ -29,7 +29,7 @@ def decode_multiformation(images: torch.Tensor, factor: int) -> torch.Tensor:
     n, c, h, w = images.shape
     rows = _split_sizes(h, factor)
     cols = _split_sizes(w, factor)
-    tiles = []
+    tiles: list[torch.Tensor] = []
     for strip in torch.split(images, rows, dim=2):
         tiles.extend(
             F.interpolate(tile, size=(h, w), mode="bilinear", align_corners=False)

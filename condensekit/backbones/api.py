@@ -70,7 +70,8 @@ def _build(name: str, channels: int, num_classes: int, resolution: int, **kwargs
         factory, _ = plugins.load("backbone", name)
     except PluginError as exc:
         raise BackboneError(f"{exc}; any timm model works as timm:NAME") from None
-    return factory(channels=channels, num_classes=num_classes, resolution=resolution, **kwargs)
+    model: nn.Module = factory(channels=channels, num_classes=num_classes, resolution=resolution, **kwargs)
+    return model
 
 
 def has_intermediates(model: nn.Module) -> bool:

@@ -10,6 +10,7 @@ get padding 3 in the first convolution so they behave as 32x32 (as in the DC cod
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -117,45 +118,46 @@ class ConvNet(nn.Module):
         return x.flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.embed(x))
+        logits: torch.Tensor = self.classifier(self.embed(x))
+        return logits
 
 
 # Names are IDs (as in timm): each variant is one entry point of condensekit.backbones.
-def convnet(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+def convnet(channels: int, num_classes: int, resolution: int, **kwargs: Any) -> ConvNet:
     """ConvNet-3, width 128, instance norm: the standard backbone for 28-32 px data."""
     return ConvNet(channels, num_classes, resolution, depth=3, norm="instance", **kwargs)
 
 
-def convnetd4(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+def convnetd4(channels: int, num_classes: int, resolution: int, **kwargs: Any) -> ConvNet:
     """ConvNet-4, instance norm: the standard backbone for 64 px data (TinyImageNet)."""
     return ConvNet(channels, num_classes, resolution, depth=4, norm="instance", **kwargs)
 
 
-def convnetd5(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+def convnetd5(channels: int, num_classes: int, resolution: int, **kwargs: Any) -> ConvNet:
     """ConvNet-5, instance norm: the standard backbone for 128 px ImageNet subsets."""
     return ConvNet(channels, num_classes, resolution, depth=5, norm="instance", **kwargs)
 
 
-def convnetd6(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+def convnetd6(channels: int, num_classes: int, resolution: int, **kwargs: Any) -> ConvNet:
     """ConvNet-6, instance norm: for 256 px data (DataDAM's high-resolution variant depth)."""
     return ConvNet(channels, num_classes, resolution, depth=6, norm="instance", **kwargs)
 
 
-def convnet_bn(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+def convnet_bn(channels: int, num_classes: int, resolution: int, **kwargs: Any) -> ConvNet:
     """ConvNet-3 with batch norm (the released DataDAM code's backbone; ablations)."""
     return ConvNet(channels, num_classes, resolution, depth=3, norm="batch", **kwargs)
 
 
-def convnetd4_bn(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+def convnetd4_bn(channels: int, num_classes: int, resolution: int, **kwargs: Any) -> ConvNet:
     """ConvNet-4 with batch norm (the released DataDAM code's backbone at 64 px; ablations)."""
     return ConvNet(channels, num_classes, resolution, depth=4, norm="batch", **kwargs)
 
 
-def convnetd5_bn(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+def convnetd5_bn(channels: int, num_classes: int, resolution: int, **kwargs: Any) -> ConvNet:
     """ConvNet-5 with batch norm (ablations at 128 px)."""
     return ConvNet(channels, num_classes, resolution, depth=5, norm="batch", **kwargs)
 
 
-def convnet_nonorm(channels: int, num_classes: int, resolution: int, **kwargs) -> ConvNet:
+def convnet_nonorm(channels: int, num_classes: int, resolution: int, **kwargs: Any) -> ConvNet:
     """ConvNet-3 without normalization (ablations)."""
     return ConvNet(channels, num_classes, resolution, depth=3, norm="none", **kwargs)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
 
 from condensekit.errors import BackboneError
+
+
+class _TimmModel(Protocol):
+    """The methods every timm model has by convention (``timm.create_model`` is typed ``nn.Module``)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor: ...
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor: ...
+    def forward_intermediates(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]: ...
 
 
 class TimmBackbone(nn.Module):
@@ -27,9 +36,10 @@ class TimmBackbone(nn.Module):
         kwargs: dict[str, Any] = {"pretrained": False, "num_classes": num_classes, "in_chans": channels}
         try:
             # Transformers need the input size; convolutional models reject the argument.
-            self.model = timm.create_model(model_name, img_size=resolution, **kwargs)
+            model = timm.create_model(model_name, img_size=resolution, **kwargs)
         except TypeError:
-            self.model = timm.create_model(model_name, **kwargs)
+            model = timm.create_model(model_name, **kwargs)
+        self.model = cast(_TimmModel, model)
         self.model_name = model_name
         self.num_classes = num_classes
         self.supports_intermediates = hasattr(self.model, "forward_intermediates")

@@ -12,13 +12,16 @@ import json
 import subprocess
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from condensekit import plugins
 from condensekit.errors import PluginError
 from condensekit.plugins import RESERVED_CONFIG_NAMES
+
+if TYPE_CHECKING:
+    from condensekit.methods.base import Method  # imports torch: only for annotations here
 
 #: Options every method gets; each name must be in plugins.RESERVED_CONFIG_NAMES, so that a
 #: config field with one of these names is refused when the plugin loads (a test checks it).
@@ -84,7 +87,7 @@ def _click_type(tp: Any) -> Any:
     return {int: int, float: float, str: str}.get(tp, str)
 
 
-def config_options(method_cls: type) -> list[click.Option]:
+def config_options(method_cls: type[Method]) -> list[click.Option]:
     """One option per config field: ``--field-name``, default None so presets still apply."""
     hints = typing.get_type_hints(method_cls.Config)
     defaults = method_cls.make_config()
@@ -159,14 +162,16 @@ class DistillGroup(click.Group):
             short_help=doc,
         )
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         name = args[0] if args else ""
         if name and not name.startswith("-") and name not in plugins.names("method"):
             raise PluginError(f"unknown method {name!r}: {plugins.suggest(name, plugins.names('method'))}")
         return super().resolve_command(ctx, args)
 
 
-def run_distill(method_cls: type, kwargs: dict[str, Any]) -> None:
+def run_distill(method_cls: type[Method], kwargs: dict[str, Any]) -> None:
     """Build the request from the options, plan it, then run and record it (or print the plan)."""
     from condensekit import distributed
     from condensekit.cli import console, state

@@ -19,7 +19,7 @@ PACKAGES = ("condensekit", "torch", "torchvision", "timm", "h5py", "numpy", "typ
 def gather(data_root: str | None, registry: str | None) -> dict[str, Any]:
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from condensekit.cli import console
 from condensekit.evaluation.protocols import PROTOCOLS
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 #: The registered protocol names as a choice (built from the registry, not listed here).
 ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
@@ -84,8 +87,14 @@ def eval_command(
         f"lr {p['lr']:g}, dsa {'on' if p['dsa'] else 'off'}) on {p['dataset']} test ({p['test_images']} images)"
     )
     table = Table(title=title, title_justify="left")
-    for column, justify in (("arch", "left"), ("runs", "right"), ("accuracy (%)", "right"), ("wall time", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("arch", "left"),
+        ("runs", "right"),
+        ("accuracy (%)", "right"),
+        ("wall time", "right"),
+    )
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
     for r in report.results:
         table.add_row(r.arch, str(len(r.accuracies)), f"{r.mean:.2f} ± {r.std:.2f}", f"{r.wall_time_s:.1f} s")
     console.stdout.print(table)

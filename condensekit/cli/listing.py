@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -19,11 +20,11 @@ class Kind(str, Enum):
     experts = "experts"
 
 
-def _plugin_rows(infos: list[plugins.PluginInfo]) -> list[dict]:
+def _plugin_rows(infos: list[plugins.PluginInfo]) -> list[dict[str, Any]]:
     return [info.as_dict() for info in infos]
 
 
-def _plugin_table(title: str, rows: list[dict]) -> Table:
+def _plugin_table(title: str, rows: list[dict[str, Any]]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in ("name", "kind", "distribution", "version", "description", "status"):
         table.add_column(column, overflow="fold")
@@ -33,13 +34,13 @@ def _plugin_table(title: str, rows: list[dict]) -> Table:
     return table
 
 
-def _dataset_rows(data_root: str | None) -> list[dict]:
+def _dataset_rows(data_root: str | None) -> list[dict[str, Any]]:
     from condensekit.data import describe_datasets
 
     return describe_datasets(data_root)
 
 
-def _dict_table(title: str, rows: list[dict], columns: list[str]) -> Table:
+def _dict_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -74,7 +75,7 @@ def list_command(
     # validated together, in one child process, so this process imports no plugin (nor torch).
     plugin_kinds = [k.value[:-1] for k in kinds if k in (Kind.methods, Kind.datasets, Kind.backbones)]
     found = plugins.discover_all(plugin_kinds, force=check) if plugin_kinds else {}
-    output: dict[str, list[dict]] = {}
+    output: dict[str, list[dict[str, Any]]] = {}
     for k in kinds:
         if k in (Kind.methods, Kind.backbones):
             output[k.value] = _plugin_rows(found[k.value[:-1]])
@@ -128,5 +129,5 @@ def list_command(
             console.stdout.print(_dict_table(key, rows, ["name"]))
 
 
-def _aliases(row: dict) -> str:
+def _aliases(row: dict[str, Any]) -> str:
     return ", ".join(f"{alias}->v{version}" for alias, version in (row.get("aliases") or {}).items())

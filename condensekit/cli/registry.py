@@ -20,7 +20,10 @@ from condensekit.errors import CondensekitError, RegistryError, UsageError
 from condensekit.paths import REGISTRY_ENV
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from condensekit.registry import Registry
+    from condensekit.synthetic import SyntheticSet
 
 RegistryOpt = Annotated[
     Path | None,
@@ -97,7 +100,12 @@ def export(
         raise UsageError("export needs exactly one of --png FILE, --pt DIR or --folder DIR")
     kind, path = chosen[0]
     synset = _registry(registry).load(ref)
-    writer = {"png": exchange.export_png, "pt": exchange.export_pt, "folder": exchange.export_folder}[kind]
+    writers: dict[str, Callable[[SyntheticSet, Path], Path]] = {
+        "png": exchange.export_png,
+        "pt": exchange.export_pt,
+        "folder": exchange.export_folder,
+    }
+    writer = writers[kind]
     written = writer(synset, path)
     _say(f"Exported {synset.metadata['ref']} to {written}")
 

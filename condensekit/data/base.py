@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -38,7 +39,7 @@ class DatasetInfo:
         std = torch.tensor(self.std, dtype=normalized.dtype, device=normalized.device).view(1, -1, 1, 1)
         return normalized * std + mean
 
-    def as_metadata(self) -> dict:
+    def as_metadata(self) -> dict[str, Any]:
         return {
             "dataset": self.name,
             "num_classes": self.num_classes,
@@ -69,8 +70,8 @@ class RealData:
         self.images = images.contiguous()
         self.labels = labels.long()
         counts = torch.bincount(self.labels.cpu(), minlength=info.num_classes)
-        self._counts = counts.tolist()
-        self._offsets = [0, *torch.cumsum(counts, 0).tolist()]
+        self._counts: list[int] = counts.tolist()
+        self._offsets: list[int] = [0, *torch.cumsum(counts, 0).tolist()]
         self._warned_small: set[int] = set()
 
     def __len__(self) -> int:

@@ -279,7 +279,7 @@ class EmbeddedArrays:
         return (f"condensekit/data/embedded/{self.file} (x_{split}, y_{split})",)
 
     def present(self, root: Path, split: str) -> bool:
-        return files("condensekit.data").joinpath("embedded", self.file).is_file()
+        return (files("condensekit.data") / "embedded" / self.file).is_file()
 
     def where(self, root: Path, split: str) -> str:
         return "embedded"
@@ -290,6 +290,6 @@ class EmbeddedArrays:
         )
 
     def read(self, root: Path, split: str, resolution: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
-        with files("condensekit.data").joinpath("embedded", self.file).open("rb") as fh, np.load(fh) as data:
+        with (files("condensekit.data") / "embedded" / self.file).open("rb") as fh, np.load(fh) as data:
             x, y = data[f"x_{split}"], data[f"y_{split}"].astype(np.int64)
         return resize_array(x, resolution), y

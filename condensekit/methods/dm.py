@@ -9,12 +9,14 @@ per-class passes, at a fraction of the Python overhead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import torch
 
 from condensekit.augment import DSA
+from condensekit.data.base import DatasetInfo
 from condensekit.methods.base import DistillContext, Method
 from condensekit.methods.common import frozen, initial_images, siamese_params
 from condensekit.methods.loop import run_iterations
@@ -51,7 +53,7 @@ class DistributionMatching(Method):
     partitionable = True
     smoke_config: ClassVar[dict[str, Any]] = {"batch_real": 16}
 
-    def default_iterations(self, dataset, ipc: int) -> int:
+    def default_iterations(self, dataset: DatasetInfo, ipc: int) -> int:
         return 20000
 
     def distill(self, ctx: DistillContext) -> SyntheticSet:
@@ -67,13 +69,14 @@ class DistributionMatching(Method):
 
         def step(iteration: int) -> dict[str, float]:
             net = frozen(ctx.make_backbone(ctx.seed_for(iteration, None, "net")))
+            embed = cast(Callable[[torch.Tensor], torch.Tensor], net.embed)  # the backbone contract
             params = siamese_params(ctx, dsa, iteration)
             real = ctx.data.sample(classes, cfg.batch_real, [ctx.generator(iteration, c, "real") for c in classes])
             with torch.no_grad(), autocast(ctx.device, cfg.autocast):
                 augmented = dsa.apply(real, params, real_groups)
-                real_emb = torch.cat([net.embed(chunk) for chunk in augmented.split(REAL_CHUNK)]).float()
+                real_emb = torch.cat([embed(chunk) for chunk in augmented.split(REAL_CHUNK)]).float()
             with autocast(ctx.device, cfg.autocast):
-                syn_emb = net.embed(dsa.apply(syn, params, syn_groups)).float()
+                syn_emb = embed(dsa.apply(syn, params, syn_groups)).float()
             loss = mean_discrepancy(real_emb, syn_emb, num)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

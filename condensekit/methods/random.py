@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from condensekit.data.base import DatasetInfo
 from condensekit.methods.base import DistillContext, Method
 from condensekit.synthetic import SyntheticSet
 
@@ -24,7 +25,7 @@ class RandomReal(Method):
     Config = RandomConfig
     partitionable = True
 
-    def default_iterations(self, dataset, ipc: int) -> int:
+    def default_iterations(self, dataset: DatasetInfo, ipc: int) -> int:
         return 0
 
     def distill(self, ctx: DistillContext) -> SyntheticSet:

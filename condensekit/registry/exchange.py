@@ -38,7 +38,7 @@ def grid_scale(size: int) -> int:
     return 2 if size <= 32 else 1
 
 
-def export_png(synset: SyntheticSet, path: str | os.PathLike, max_per_row: int = GRID_MAX_PER_ROW) -> Path:
+def export_png(synset: SyntheticSet, path: str | os.PathLike[str], max_per_row: int = GRID_MAX_PER_ROW) -> Path:
     """An image grid: one row per class with its name on the left, at most ``max_per_row``
     (default 10) images per class (the first ones), decoded and de-normalized, on white.
 
@@ -66,7 +66,7 @@ def export_png(synset: SyntheticSet, path: str | os.PathLike, max_per_row: int =
         top = GRID_MARGIN + row * (row_h + GRID_PAD)
         draw.text((GRID_MARGIN, top + (row_h - text_h) // 2), name, fill="black", font=font)
         for col, i in enumerate(indices):
-            tile = _pil(images[i]).resize((cell_w, cell_h), Image.NEAREST)
+            tile = _pil(images[i]).resize((cell_w, cell_h), Image.Resampling.NEAREST)
             left = GRID_MARGIN + label_w + GRID_LABEL_GAP + col * (cell_w + GRID_PAD)
             canvas.paste(tile, (left, top + (row_h - cell_h) // 2))
     path = Path(path)
@@ -75,7 +75,7 @@ def export_png(synset: SyntheticSet, path: str | os.PathLike, max_per_row: int =
     return path
 
 
-def export_pt(synset: SyntheticSet, directory: str | os.PathLike) -> Path:
+def export_pt(synset: SyntheticSet, directory: str | os.PathLike[str]) -> Path:
     """``images.pt`` (N, C, H, W) float32 in the dataset's normalized space, decoded, and
     ``labels.pt`` (N,) int64 (plus ``soft_labels.pt`` when the set has soft labels)."""
     out = Path(directory)
@@ -88,7 +88,7 @@ def export_pt(synset: SyntheticSet, directory: str | os.PathLike) -> Path:
     return out
 
 
-def export_folder(synset: SyntheticSet, directory: str | os.PathLike) -> Path:
+def export_folder(synset: SyntheticSet, directory: str | os.PathLike[str]) -> Path:
     """An ImageFolder tree ``<dir>/<class_index>_<class_name>/<i>.png`` (8-bit, decoded and
     de-normalized), plus ``labels.json`` (file -> label) and ``metadata.json``. Class
     indices are zero-padded so that sorting the folders (as ImageFolder does) keeps the
@@ -117,7 +117,7 @@ def export_folder(synset: SyntheticSet, directory: str | os.PathLike) -> Path:
     return out
 
 
-def import_set(path: str | os.PathLike, name: str, registry: Registry, dataset: str | None = None) -> SetVersion:
+def import_set(path: str | os.PathLike[str], name: str, registry: Registry, dataset: str | None = None) -> SetVersion:
     """Store a set given as a condensekit HDF5 file, or as an ``images.pt``/``labels.pt``
     pair (a directory holding them, or the ``images.pt`` path) of normalized-space float
     images of ``dataset``. Everything is validated before anything is written; a bad

@@ -238,8 +238,8 @@ def _complete_metadata(synset: SyntheticSet) -> dict[str, Any]:
 
     # pixel_space and factor are the set's own fields, written as file attributes.
     dropped = REGISTRY_KEYS + _FILE_ATTRS
-    meta = {k: v for k, v in synset.metadata.items() if k not in dropped and v is not None}
-    meta = json.loads(to_json(meta))  # plain JSON types only (tuples, numpy and torch scalars)
+    kept = {k: v for k, v in synset.metadata.items() if k not in dropped and v is not None}
+    meta: dict[str, Any] = json.loads(to_json(kept))  # plain JSON types only (tuples, numpy and torch scalars)
     _, c, h, _ = synset.images.shape
     for key in ("dataset", "mean", "std"):
         if key not in meta:

@@ -59,7 +59,8 @@ def filesystem_type(path: Path, mounts: Path = Path("/proc/mounts")) -> str | No
     except OSError:
         return None
     # Resolve symlinks in the part that exists; the registry folder may not exist yet.
-    target, tail = Path(path).absolute(), []
+    target = Path(path).absolute()
+    tail: list[str] = []
     while not target.exists() and target != target.parent:
         target, tail = target.parent, [target.name, *tail]
     here = str(target.resolve().joinpath(*tail))
@@ -175,7 +176,7 @@ class Index:
             f"INSERT INTO versions ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
             tuple(fields.values()),
         )
-        return int(cursor.lastrowid)
+        return _inserted_id(cursor)
 
     def names(self, kind: str) -> list[str]:
         return [r["name"] for r in self.rows("SELECT DISTINCT name FROM versions WHERE kind = ?", (kind,))]
@@ -240,7 +241,7 @@ class Index:
             "INSERT INTO evals (version_id, protocol, created, result) VALUES (?, ?, ?, ?)",
             (version_id, protocol, now(), to_json(result)),
         )
-        eval_id = int(cursor.lastrowid)
+        eval_id = _inserted_id(cursor)
         self.conn.executemany(
             "INSERT INTO eval_scores (eval_id, arch, mean, std) VALUES (?, ?, ?, ?)",
             [(eval_id, arch, mean, std) for arch, (mean, std) in scores.items()],
@@ -270,3 +271,11 @@ class Index:
             "WHERE v.kind = ? AND v.name = ? ORDER BY s.mean DESC LIMIT 1",
             (kind, name),
         )
+
+
+def _inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row an INSERT just added (sqlite3 types it ``int | None``)."""
+    rowid = cursor.lastrowid
+    if rowid is None:  # not after a successful INSERT; kept as the TypeError int(None) raised
+        raise TypeError("no row was inserted")
+    return rowid

@@ -227,7 +227,7 @@ def select_runs(root: Path, request: RemoveRuns, now: float | None = None) -> li
 def remove_runs(root: Path, request: RemoveRuns, now: float | None = None) -> Removed:
     """Remove the run folders ``request`` selects (their checkpoints can no longer be
     resumed). A folder that vanished meanwhile (its run finished) is skipped."""
-    removed = []
+    removed: list[RunInfo] = []
     for run in select_runs(root, request, now):
         try:
             shutil.rmtree(run.path)
@@ -347,7 +347,9 @@ def _save_in_progress(tmp: Path, now: float) -> bool:
             return True
     except FileNotFoundError:
         return True  # renamed into place meanwhile: nothing to report
-    pid = int(_TEMP.search(tmp.name).group(1))
+    match = _TEMP.search(tmp.name)
+    assert match is not None  # check_runs passes only names _TEMP matches
+    pid = int(match.group(1))
     if pid <= 0:
         return False
     try:

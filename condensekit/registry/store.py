@@ -75,7 +75,7 @@ class Registry:
     Nothing is created on disk until the first write; reading an absent registry behaves
     as an empty one."""
 
-    def __init__(self, root: str | os.PathLike | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = registry_root(root).absolute()
         self._index: Index | None = None
 
@@ -90,8 +90,15 @@ class Registry:
             self._index.close()
             self._index = None
 
-    def _db(self, create: bool = True) -> Index | None:
-        if self._index is None and (create or (self.root / INDEX_FILE).exists()):
+    def _db(self) -> Index:
+        """The index, created on first use."""
+        if self._index is None:
+            self._index = Index(self.root)
+        return self._index
+
+    def _existing_db(self) -> Index | None:
+        """The index if the registry has one (None: nothing stored yet; nothing is created)."""
+        if self._index is None and (self.root / INDEX_FILE).exists():
             self._index = Index(self.root)
         return self._index
 
@@ -139,7 +146,7 @@ class Registry:
     def resolve(self, ref: str | None = None, kind: str = "set") -> SetVersion:
         """``name``, ``name:vN``, ``name:latest`` or ``name:<alias>``; None: the newest
         version written of any name."""
-        index = self._db(create=False)
+        index = self._existing_db()
         what = "set" if kind == "set" else "experts"
         if index is None:
             raise RegistryError(
@@ -180,7 +187,7 @@ class Registry:
     def list_sets(self) -> list[dict[str, Any]]:
         """One row per set name: versions, aliases, the latest version's method/dataset/ipc,
         and the best recorded evaluation (over all versions and architectures)."""
-        index = self._db(create=False)
+        index = self._existing_db()
         if index is None:
             return []
         out = []
@@ -212,7 +219,8 @@ class Registry:
         if row is None:
             raise RegistryError(f"{found.ref} was removed meanwhile")
         aliases = [a for a, v in index.aliases(kind, found.name).items() if v == found.version]
-        if index.latest(kind, found.name)["version"] == found.version:
+        latest = index.latest(kind, found.name)
+        if latest is not None and latest["version"] == found.version:  # None: removed meanwhile
             aliases.insert(0, "latest")
         return {
             "ref": found.ref,
@@ -259,7 +267,7 @@ class Registry:
         """Store trained experts (default name ``<dataset>-<backbone>``, with ``-<res>`` when
         the resolution is not the dataset's native one)."""
         name = validate_name(name) if name else _experts_name(experts)
-        payload = {
+        payload: dict[str, Any] = {
             "format": EXPERTS_FORMAT,
             "format_version": EXPERTS_FORMAT_VERSION,
             "dataset": experts.dataset,
@@ -322,7 +330,7 @@ class Registry:
     def experts_versions(self, dataset: str, backbone: str, resolution: int) -> list[tuple[SetVersion, dict[str, Any]]]:
         """Every experts version for (dataset, backbone, resolution), newest first, with its
         index metadata (recipe, seed, counts): enough to choose one without loading weights."""
-        index = self._db(create=False)
+        index = self._existing_db()
         if index is None:
             return []
         rows = index.rows(
@@ -335,12 +343,12 @@ class Registry:
     def experts_metadata(self, ref: str) -> tuple[SetVersion, dict[str, Any]]:
         """The version ``ref`` resolves to and its index metadata (no weights are read)."""
         found = self.resolve(ref, kind="experts")
-        index = self._db(create=False)
+        index = self._existing_db()
         row = None if index is None else index.version("experts", found.name, found.version)
         return found, _row_metadata(row or {})
 
     def list_experts(self) -> list[dict[str, Any]]:
-        index = self._db(create=False)
+        index = self._existing_db()
         if index is None:
             return []
         out = []
@@ -391,7 +399,7 @@ class Registry:
                 if fix:
                     _unlink(tmp)
         problems.extend(check_runs(self.root, fix=fix))
-        index = self._db(create=False)
+        index = self._existing_db()
         if index is None:
             return problems
         # Under the write lock no writer is between its rename and its commit.

@@ -95,6 +95,7 @@ class MethodConformance:
         assert len(meta["mean"]) == len(meta["std"]) == result.synset.images.shape[1]
 
     def test_registry_round_trip_is_exact(self, result: DistillResult, registry: Any) -> None:
+        assert result.version is not None, "the conformance run records its set in the registry"
         loaded = registry.load(result.version.ref)
         assert torch.equal(loaded.images, result.synset.images)
         assert torch.equal(loaded.labels, result.synset.labels)
