@@ -20,10 +20,7 @@ from condensekit.errors import CondensekitError, RegistryError, UsageError
 from condensekit.paths import REGISTRY_ENV
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from condensekit.registry import Registry
-    from condensekit.synthetic import SyntheticSet
 
 RegistryOpt = Annotated[
     Path | None,
@@ -46,6 +43,7 @@ def _say(message: str) -> None:
 def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
     """Show a set version: provenance, metadata and evaluation results."""
     info = _registry(registry).show(ref)
+    _add_run_counts(info["evals"])
     if as_json:
         console.print_json(info)
         return
@@ -73,41 +71,100 @@ def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) ->
         console.stdout.print(_evals_table(info["evals"]))
 
 
+def _add_run_counts(evals: list[dict[str, Any]]) -> None:
+    """Put ``runs`` (networks trained) beside each score's mean and std, from the stored
+    report's per-run accuracies: a mean of 1 run and a mean of 5 do not weigh the same, and
+    the table and ``--json`` should both say which one it is. None when the report does not
+    list its runs (a report recorded by hand through the API)."""
+    for ev in evals:
+        results = ev.get("result", {}).get("results", [])
+        counts = {
+            str(r["arch"]): len(r["accuracies"])
+            for r in results
+            if isinstance(r, dict) and "arch" in r and isinstance(r.get("accuracies"), list)
+        }
+        for arch, score in ev["scores"].items():
+            score["runs"] = counts.get(arch)
+
+
 def _evals_table(evals: list[dict[str, Any]]) -> Table:
     table = Table(title="evaluations", title_justify="left")
-    for column in ("id", "protocol", "arch", "accuracy (%)", "created"):
+    for column in ("id", "protocol", "arch", "accuracy (%)", "runs", "created"):
         table.add_column(column)
     for ev in evals:
         for arch, score in ev["scores"].items():
             std = "" if score["std"] is None else f" ± {score['std']:.2f}"
-            table.add_row(str(ev["id"]), str(ev["protocol"]), arch, f"{score['mean']:.2f}{std}", ev["created"])
+            runs = "?" if score.get("runs") is None else str(score["runs"])
+            table.add_row(str(ev["id"]), str(ev["protocol"]), arch, f"{score['mean']:.2f}{std}", runs, ev["created"])
     return table
 
 
 def export(
     ref: RefArg,
-    png: Annotated[Path | None, typer.Option("--png", help="Write an image grid (one row per class).")] = None,
+    grid: Annotated[
+        Path | None,
+        typer.Option(
+            "--grid",
+            "--png",
+            metavar="FILE",
+            help="Write an image grid (one row per class); the format follows the extension: "
+            ".png, .jpg/.jpeg or .webp. --png is the former name of this option.",
+        ),
+    ] = None,
+    per_class: Annotated[
+        str | None,
+        typer.Option(
+            "--per-class",
+            metavar="N|all",
+            # The default is exchange.GRID_PER_CLASS, written out: importing exchange here
+            # would load torch for `condensekit --help`.
+            help="Images per class in the grid (default 10; 'all' for every one).",
+        ),
+    ] = None,
     pt: Annotated[Path | None, typer.Option("--pt", help="Write images.pt + labels.pt to this folder.")] = None,
-    folder: Annotated[Path | None, typer.Option("--folder", help="Write an ImageFolder of PNGs.")] = None,
+    folder: Annotated[
+        Path | None, typer.Option("--folder", help="Write an ImageFolder of PNGs into a new or empty folder.")
+    ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace a previous export in the --folder or --pt target."),
+    ] = False,
     registry: RegistryOpt = None,
 ) -> None:
-    """Export a set as a PNG grid, DC/MTT-style .pt tensors, or an ImageFolder."""
+    """Export a set as an image grid (PNG, JPEG, WebP), DC/MTT-style .pt tensors, or an ImageFolder.
+
+    Nothing is written until the export is complete, and an existing --folder or --pt
+    export is only replaced with --overwrite."""
     from condensekit.registry import exchange
 
-    targets = {"png": png, "pt": pt, "folder": folder}
+    targets = {"grid": grid, "pt": pt, "folder": folder}
     chosen = [(kind, path) for kind, path in targets.items() if path is not None]
     if len(chosen) != 1:
-        raise UsageError("export needs exactly one of --png FILE, --pt DIR or --folder DIR")
+        raise UsageError("export needs exactly one of --grid FILE, --pt DIR or --folder DIR")
     kind, path = chosen[0]
+    if per_class is not None and kind != "grid":
+        raise UsageError("--per-class applies to the image grid only; use it with --grid FILE")
+    # Every check on the target before the set is read: a refusal costs nothing.
+    cap = exchange.parse_per_class(per_class)
+    if kind == "grid":
+        exchange.grid_format(path)
+    elif kind == "pt":
+        exchange.check_pt_target(path, overwrite)
+    else:
+        exchange.check_folder_target(path, overwrite)
     synset = _registry(registry).load(ref)
-    writers: dict[str, Callable[[SyntheticSet, Path], Path]] = {
-        "png": exchange.export_png,
-        "pt": exchange.export_pt,
-        "folder": exchange.export_folder,
-    }
-    writer = writers[kind]
-    written = writer(synset, path)
-    _say(f"Exported {synset.metadata['ref']} to {written}")
+    ref_text = synset.metadata["ref"]
+    if kind == "grid":
+        written = exchange.export_grid(synset, path, per_class=cap)
+        _say(f"Exported {ref_text} to {written.path} ({written.format})")
+        if written.capped:
+            console.notify(
+                f"showing {written.shown} of {written.available} images per class (--per-class all for every one)"
+            )
+    elif kind == "pt":
+        _say(f"Exported {ref_text} to {exchange.export_pt(synset, path, overwrite=overwrite)}")
+    else:
+        _say(f"Exported {ref_text} to {exchange.export_folder(synset, path, overwrite=overwrite)}")
 
 
 def import_(

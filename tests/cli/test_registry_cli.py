@@ -68,7 +68,7 @@ def test_show_json(app: typer.Typer, saved: Registry) -> None:
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert info["ref"] == "dm-cifar10-ipc2:v1" and info["metadata"]["dataset"] == "cifar10"
-    assert info["evals"][0]["scores"]["convnet"] == {"mean": 41.0, "std": 1.0}
+    assert info["evals"][0]["scores"]["convnet"] == {"mean": 41.0, "std": 1.0, "runs": 2}
 
 
 def test_show_table(app: typer.Typer, saved: Registry) -> None:
@@ -77,6 +77,34 @@ def test_show_table(app: typer.Typer, saved: Registry) -> None:
     assert result.exit_code == 0, result.output
     assert "dm-cifar10-ipc2:v2" in result.stdout and "cifar10" in result.stdout
     assert "evaluations" in result.stdout and "41.00 ± 1.00" in result.stdout
+
+
+def _eval_rows(stdout: str) -> list[list[str]]:
+    """The cells of the evaluations table's rows (id, protocol, arch, accuracy, runs, created)."""
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in stdout.splitlines()]
+    return [c for c in cells if len(c) == 6]
+
+
+def test_show_has_the_run_count_of_every_evaluation(app: typer.Typer, saved: Registry) -> None:
+    saved.record_eval("dm-cifar10-ipc2", _report([40.0, 42.0, 41.0, 43.0, 44.0]))
+    saved.record_eval("dm-cifar10-ipc2", _report([39.5]))
+    table = runner.invoke(app, ["show", "dm-cifar10-ipc2"], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    header = next(line for line in table.stdout.splitlines() if "accuracy (%)" in line)
+    assert [c.strip() for c in header.split("┃")[1:6]] == ["id", "protocol", "arch", "accuracy (%)", "runs"]
+    assert [(r[3], r[4]) for r in _eval_rows(table.stdout)] == [("42.00 ± 1.41", "5"), ("39.50 ± 0.00", "1")]
+    info = json.loads(runner.invoke(app, ["show", "dm-cifar10-ipc2", "--json"]).stdout)
+    assert [ev["scores"]["convnet"]["runs"] for ev in info["evals"]] == [5, 1]
+
+
+def test_show_a_report_without_per_run_accuracies(app: typer.Typer, saved: Registry) -> None:
+    """A report recorded through the API with only mean and std: the count is unknown, not 0."""
+    saved.record_eval("dm-cifar10-ipc2", {"protocol": "dc", "results": [{"arch": "convnet", "mean": 40.0}]})
+    table = runner.invoke(app, ["show", "dm-cifar10-ipc2"], env={"COLUMNS": "200"})
+    [row] = _eval_rows(table.stdout)
+    assert (row[3], row[4]) == ("40.00", "?")
+    info = json.loads(runner.invoke(app, ["show", "dm-cifar10-ipc2", "--json"]).stdout)
+    assert info["evals"][0]["scores"]["convnet"]["runs"] is None
 
 
 def test_explicit_registry_option_wins(app: typer.Typer, saved: Registry, tmp_path: Path) -> None:
@@ -103,8 +131,76 @@ def test_tag_moves_an_alias(app: typer.Typer, saved: Registry) -> None:
 def test_export_png(app: typer.Typer, saved: Registry, tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "dm-cifar10-ipc2", "--png", str(tmp_path / "grid.png")])
     assert result.exit_code == 0, result.output
-    width, height = Image.open(tmp_path / "grid.png").size
+    assert f"to {tmp_path / 'grid.png'} (PNG)" in result.stdout
+    with Image.open(tmp_path / "grid.png") as image:
+        assert image.format == "PNG"
+        width, height = image.size
     assert width > 2 * 64 and height > 10 * 64  # 2 upscaled 32 px images per row, 10 rows
+    assert "showing" not in result.output  # every image is shown: nothing to say
+
+
+@pytest.mark.parametrize(("option", "filename", "fmt"), [("--png", "grid.jpg", "JPEG"), ("--grid", "g.webp", "WEBP")])
+def test_export_grid_format_follows_the_extension(
+    app: typer.Typer, saved: Registry, tmp_path: Path, option: str, filename: str, fmt: str
+) -> None:
+    result = runner.invoke(app, ["export", "dm-cifar10-ipc2", option, str(tmp_path / filename)])
+    assert result.exit_code == 0, result.output
+    assert f"({fmt})" in result.stdout
+    with Image.open(tmp_path / filename) as image:
+        assert image.format == fmt
+
+
+def test_export_grid_refuses_an_unknown_extension(app: typer.Typer, saved: Registry, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["export", "dm-cifar10-ipc2", "--png", str(tmp_path / "grid.bmp")])
+    assert isinstance(result.exception, UsageError)
+    message = str(result.exception)
+    assert "extension '.bmp'" in message and ".png, .jpg, .jpeg, .webp" in message and "\n" not in message
+    assert list(tmp_path.iterdir()) == [saved.root]
+
+
+def test_export_grid_says_when_it_shows_a_sample(app: typer.Typer, registry_root: Path, tmp_path: Path) -> None:
+    reg = Registry()
+    reg.save(_synset(ipc=40), name="big")
+    capped = runner.invoke(app, ["export", "big", "--grid", str(tmp_path / "ten.png")])
+    assert capped.exit_code == 0, capped.output
+    assert "showing 10 of 40 images per class (--per-class all for every one)" in capped.stderr
+    every = runner.invoke(app, ["export", "big", "--grid", str(tmp_path / "all.png"), "--per-class", "all"])
+    assert every.exit_code == 0 and "showing" not in every.output
+    five = runner.invoke(app, ["export", "big", "--grid", str(tmp_path / "five.png"), "--per-class", "5"])
+    assert "showing 5 of 40 images per class" in five.stderr
+    widths = {name: Image.open(tmp_path / f"{name}.png").size[0] for name in ("five", "ten", "all")}
+    assert widths["five"] < widths["ten"] < widths["all"]
+    assert widths["all"] - widths["ten"] == 30 * (64 + 2)  # 30 more upscaled 32 px cells and pads
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grid", "g.png", "--per-class", "0"], "--per-class takes a positive number or 'all', got '0'"),
+        (["--pt", "pt", "--per-class", "3"], "--per-class applies to the image grid only"),
+    ],
+)
+def test_export_per_class_misuse(
+    app: typer.Typer, saved: Registry, tmp_path: Path, args: list[str], message: str
+) -> None:
+    args = [str(tmp_path / a) if a in ("g.png", "pt") else a for a in args]
+    result = runner.invoke(app, ["export", "dm-cifar10-ipc2", *args])
+    assert isinstance(result.exception, UsageError) and message in str(result.exception)
+    assert list(tmp_path.iterdir()) == [saved.root]
+
+
+def test_export_folder_refuses_a_non_empty_folder(app: typer.Typer, saved: Registry, tmp_path: Path) -> None:
+    out = tmp_path / "folder"
+    first = runner.invoke(app, ["export", "dm-cifar10-ipc2:v1", "--folder", str(out)])
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, ["export", "dm-cifar10-ipc2:v2", "--folder", str(out)])
+    assert isinstance(again.exception, UsageError)
+    assert f"{out} is not empty; pick a new or empty folder, or pass --overwrite" in str(again.exception)
+    assert json.loads((out / "metadata.json").read_text())["ref"] == "dm-cifar10-ipc2:v1"
+    replaced = runner.invoke(app, ["export", "dm-cifar10-ipc2:v2", "--folder", str(out), "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads((out / "metadata.json").read_text())["ref"] == "dm-cifar10-ipc2:v2"
+    assert len(list(out.rglob("*.png"))) == 20 and len(json.loads((out / "labels.json").read_text())) == 20
 
 
 def test_export_needs_exactly_one_target(app: typer.Typer, saved: Registry, tmp_path: Path) -> None:
@@ -112,6 +208,7 @@ def test_export_needs_exactly_one_target(app: typer.Typer, saved: Registry, tmp_
         app, ["export", "dm-cifar10-ipc2", "--pt", str(tmp_path / "a"), "--folder", str(tmp_path / "b")]
     )
     assert isinstance(result.exception, UsageError)
+    assert "exactly one of --grid FILE, --pt DIR or --folder DIR" in str(result.exception)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

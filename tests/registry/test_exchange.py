@@ -1,9 +1,11 @@
-"""Export to PNG grid / .pt tensors / ImageFolder, and validated import."""
+"""Export to an image grid / .pt tensors / ImageFolder, and validated import."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +29,7 @@ def reg(tmp_path: Path) -> Registry:
 
 
 def _expected_grid_size(names: list[str], side: int, cols: int) -> tuple[int, int]:
-    """The grid geometry documented in export_png, computed independently."""
+    """The grid geometry documented in export_grid, computed independently."""
     cell = side * 2 if side <= 32 else side
     font = ImageFont.load_default()
     label_w = max(font.getbbox(n)[2] for n in names)
@@ -39,7 +41,7 @@ def _expected_grid_size(names: list[str], side: int, cols: int) -> tuple[int, in
 
 def test_png_grid_has_the_expected_geometry(tmp_path: Path, synset_factory: Factory) -> None:
     synset = synset_factory(ipc=3)
-    path = exchange.export_png(synset, tmp_path / "grid.png")
+    path = exchange.export_grid(synset, tmp_path / "grid.png").path
     image = Image.open(path)
     assert image.format == "PNG" and image.mode == "RGB"
     assert image.size == _expected_grid_size(synset.class_names, 32, cols=3)
@@ -48,13 +50,14 @@ def test_png_grid_has_the_expected_geometry(tmp_path: Path, synset_factory: Fact
 
 def test_png_grid_caps_images_per_row_and_decodes(tmp_path: Path, synset_factory: Factory) -> None:
     synset = synset_factory(ipc=3, factor=2)  # 12 decoded images per class, capped at 10
-    image = Image.open(exchange.export_png(synset, tmp_path / "grid.png"))
-    assert image.size == _expected_grid_size(synset.class_names, 32, cols=10)
+    written = exchange.export_grid(synset, tmp_path / "grid.png")
+    assert (written.shown, written.available, written.capped) == (10, 12, True)
+    assert Image.open(written.path).size == _expected_grid_size(synset.class_names, 32, cols=10)
 
 
 def test_png_grid_shows_denormalized_pixels(tmp_path: Path, synset_factory: Factory) -> None:
     synset = synset_factory(ipc=1, side=48)  # > 32 px: not upscaled
-    image = np.asarray(Image.open(exchange.export_png(synset, tmp_path / "grid.png")))
+    image = np.asarray(Image.open(exchange.export_grid(synset, tmp_path / "grid.png").path))
     font = ImageFont.load_default()
     label_w = max(font.getbbox(n)[2] for n in synset.class_names)
     row_h = max(48, *(font.getbbox(n)[3] for n in synset.class_names))
@@ -204,3 +207,199 @@ def test_foreign_or_broken_files_are_rejected(
 def test_import_of_a_missing_path(tmp_path: Path, reg: Registry) -> None:
     with pytest.raises(RegistryError, match="no such file or directory"):
         exchange.import_set(tmp_path / "missing", "x", reg)
+
+
+# --- exports that cannot surprise: real sets from a real registry -----------------------
+
+
+def _stored(reg: Registry, synset: SyntheticSet, name: str = "s") -> SyntheticSet:
+    """The set as `condensekit export` sees it: saved to the registry, then loaded back."""
+    return reg.load(reg.save(synset, name=name).ref)
+
+
+def _hidden_leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize(
+    ("filename", "fmt"),
+    [("grid.png", "PNG"), ("grid.jpg", "JPEG"), ("grid.jpeg", "JPEG"), ("grid.JPG", "JPEG"), ("grid.webp", "WEBP")],
+)
+def test_grid_format_follows_the_extension(
+    tmp_path: Path, reg: Registry, synset_factory: Factory, filename: str, fmt: str
+) -> None:
+    synset = _stored(reg, synset_factory(ipc=2))
+    written = exchange.export_grid(synset, tmp_path / "out" / filename)
+    assert written.format == fmt and written.path == tmp_path / "out" / filename
+    with Image.open(written.path) as image:
+        assert image.format == fmt and image.mode == "RGB"
+        assert image.size == _expected_grid_size(synset.class_names, 32, cols=2)
+    assert _hidden_leftovers(tmp_path / "out") == []
+
+
+def test_webp_grid_is_lossless(tmp_path: Path, reg: Registry, synset_factory: Factory) -> None:
+    synset = _stored(reg, synset_factory(ipc=2))
+    png = np.asarray(Image.open(exchange.export_grid(synset, tmp_path / "grid.png").path))
+    webp = np.asarray(Image.open(exchange.export_grid(synset, tmp_path / "grid.webp").path))
+    assert np.array_equal(png, webp)
+
+
+@pytest.mark.parametrize("filename", ["grid.bmp", "grid.gif", "grid", "grid.png.txt"])
+def test_grid_with_an_unsupported_extension_is_refused(
+    tmp_path: Path, reg: Registry, synset_factory: Factory, filename: str
+) -> None:
+    synset = _stored(reg, synset_factory(ipc=1))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(UsageError, match=r"cannot write an image grid with .*; name the file \.png, \.jpg, \.jpeg"):
+        exchange.export_grid(synset, out / filename)
+    assert list(out.iterdir()) == []
+
+
+def test_grid_into_a_folder_path_is_refused(tmp_path: Path, reg: Registry, synset_factory: Factory) -> None:
+    (tmp_path / "x.png").mkdir()
+    with pytest.raises(UsageError, match="is a folder; --grid needs a file name"):
+        exchange.export_grid(_stored(reg, synset_factory(ipc=1)), tmp_path / "x.png")
+
+
+def test_grid_per_class_cap_and_all(tmp_path: Path, reg: Registry, synset_factory: Factory) -> None:
+    synset = _stored(reg, synset_factory(ipc=40))
+    default = exchange.export_grid(synset, tmp_path / "default.png")
+    assert (default.shown, default.available, default.capped) == (10, 40, True)
+    assert Image.open(default.path).size == _expected_grid_size(synset.class_names, 32, cols=10)
+    every = exchange.export_grid(synset, tmp_path / "all.png", per_class=None)
+    assert (every.shown, every.available, every.capped) == (40, 40, False)
+    assert Image.open(every.path).size == _expected_grid_size(synset.class_names, 32, cols=40)
+    three = exchange.export_grid(synset, tmp_path / "three.png", per_class=3)
+    assert (three.shown, three.capped) == (3, True)
+    small = exchange.export_grid(_stored(reg, synset_factory(ipc=4), name="small"), tmp_path / "small.png")
+    assert (small.shown, small.available, small.capped) == (4, 4, False)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 10), ("all", None), ("ALL", None), ("3", 3), (7, 7)])
+def test_parse_per_class(value: str | int | None, expected: int | None) -> None:
+    assert exchange.parse_per_class(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "ten", "2.5", ""])
+def test_parse_per_class_refuses_nonsense(value: str) -> None:
+    with pytest.raises(UsageError, match="--per-class takes a positive number or 'all'"):
+        exchange.parse_per_class(value)
+
+
+def test_a_failed_grid_leaves_the_previous_file(tmp_path: Path) -> None:
+    four_channels = SyntheticSet(
+        images=torch.rand(2, 4, 8, 8),
+        labels=torch.arange(2),
+        pixel_space="unit",
+        metadata={"mean": [0.5] * 4, "std": [0.5] * 4, "class_names": ["a", "b"], "num_classes": 2},
+    )
+    target = tmp_path / "grid.png"
+    target.write_bytes(b"previous grid")
+    with pytest.raises(UsageError, match="4-channel"):
+        exchange.export_grid(four_channels, target)
+    assert target.read_bytes() == b"previous grid" and _hidden_leftovers(tmp_path) == []
+
+
+def test_exports_get_the_usual_permissions(tmp_path: Path, reg: Registry, synset_factory: Factory) -> None:
+    """Staged under a temporary name, but not owner-only as tempfile would make them."""
+    synset = _stored(reg, synset_factory(ipc=1))
+    umask = os.umask(0o022)
+    try:
+        grid = exchange.export_grid(synset, tmp_path / "grid.png").path
+        folder = exchange.export_folder(synset, tmp_path / "folder")
+        pt = exchange.export_pt(synset, tmp_path / "pt")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(grid.stat().st_mode) == 0o644
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert stat.S_IMODE((pt / "images.pt").stat().st_mode) == 0o644
+
+
+def test_folder_export_refuses_a_non_empty_folder(tmp_path: Path, reg: Registry, synset_factory: Factory) -> None:
+    synset = _stored(reg, synset_factory(ipc=2))
+    out = tmp_path / "folder"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"folder is not empty; pick a new or empty folder, or pass --overwrite"):
+        exchange.export_folder(synset, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and _hidden_leftovers(tmp_path) == []
+
+
+def test_folder_export_into_an_empty_folder(tmp_path: Path, reg: Registry, synset_factory: Factory) -> None:
+    out = tmp_path / "folder"
+    out.mkdir()
+    exchange.export_folder(_stored(reg, synset_factory(ipc=1)), out)
+    assert len(json.loads((out / "labels.json").read_text())) == 10
+    assert _hidden_leftovers(tmp_path) == []
+
+
+def test_folder_export_into_a_file_is_refused(tmp_path: Path, reg: Registry, synset_factory: Factory) -> None:
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(UsageError, match="is a file; --folder needs a new or empty folder"):
+        exchange.export_folder(_stored(reg, synset_factory(ipc=1)), tmp_path / "taken")
+
+
+def test_overwrite_replaces_a_previous_export_without_mixing(
+    tmp_path: Path, reg: Registry, synset_factory: Factory
+) -> None:
+    out = tmp_path / "folder"
+    exchange.export_folder(_stored(reg, synset_factory(ipc=3), name="big"), out)
+    assert len(list((out / "0_airplane").iterdir())) == 3
+    second = _stored(reg, synset_factory(ipc=1, seed=1), name="small")
+    with pytest.raises(UsageError, match="not empty"):
+        exchange.export_folder(second, out)
+    exchange.export_folder(second, out, overwrite=True)
+    assert sorted(p.name for p in (out / "0_airplane").iterdir()) == ["0.png"]  # no stale 1.png, 2.png
+    assert len(json.loads((out / "labels.json").read_text())) == 10
+    assert json.loads((out / "metadata.json").read_text())["ref"] == "small:v1"
+    pixels = np.asarray(Image.open(out / "0_airplane/0.png"))
+    want = (second.for_display()[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(pixels, want)
+    assert _hidden_leftovers(tmp_path) == []
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_an_export(
+    tmp_path: Path, reg: Registry, synset_factory: Factory
+) -> None:
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.png").write_bytes(b"precious")
+    with pytest.raises(UsageError, match=r"holds no previous export \(labels\.json and metadata\.json\)"):
+        exchange.export_folder(_stored(reg, synset_factory(ipc=1)), out, overwrite=True)
+    assert (out / "holiday.png").read_bytes() == b"precious"
+
+
+def test_a_failed_folder_export_leaves_the_previous_one(tmp_path: Path, reg: Registry, synset_factory: Factory) -> None:
+    out = tmp_path / "folder"
+    exchange.export_folder(_stored(reg, synset_factory(ipc=2)), out)
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    # Metadata JSON cannot hold: the failure comes after every PNG is written.
+    broken = SyntheticSet(
+        images=torch.rand(3, 3, 8, 8),
+        labels=torch.arange(3),
+        pixel_space="unit",
+        metadata={"mean": [0.5] * 3, "std": [0.5] * 3, "class_names": ["a", "b", "c"], "oops": object()},
+    )
+    with pytest.raises(RegistryError, match="not JSON-serializable"):
+        exchange.export_folder(broken, out, overwrite=True)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+    with pytest.raises(RegistryError, match="not JSON-serializable"):
+        exchange.export_folder(broken, tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists() and _hidden_leftovers(tmp_path) == []
+
+
+def test_pt_export_refuses_to_mix_and_overwrite_drops_stale_soft_labels(
+    tmp_path: Path, reg: Registry, synset_factory: Factory
+) -> None:
+    out = tmp_path / "pt"
+    out.mkdir()
+    (out / "train.py").write_text("# the user's script beside the tensors")
+    exchange.export_pt(_stored(reg, synset_factory(ipc=1, soft=True), name="soft"), out)
+    assert (out / "soft_labels.pt").is_file()
+    hard = _stored(reg, synset_factory(ipc=2), name="hard")
+    with pytest.raises(UsageError, match=r"already holds images\.pt, labels\.pt, soft_labels\.pt; .*--overwrite"):
+        exchange.export_pt(hard, out)
+    exchange.export_pt(hard, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["images.pt", "labels.pt", "train.py"]
+    assert torch.equal(torch.load(out / "labels.pt"), hard.labels)
