@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import torch
 
 from condensekit.errors import UsageError
+from condensekit.precision import PRECISIONS
 
 
 def select_device(spec: str = "auto") -> torch.device:
@@ -45,6 +46,18 @@ def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
         yield
         return
     with torch.autocast(device_type=device.type, dtype=autocast_dtype(device)):
+        yield
+
+
+@contextlib.contextmanager
+def precision(device: torch.device, name: str) -> Iterator[None]:
+    """Autocast to ``name`` ("bf16", "fp16": see :mod:`condensekit.precision`) on ``device``,
+    or nothing for "fp32"."""
+    dtype = PRECISIONS[name]
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=getattr(torch, dtype)):
         yield
 
 

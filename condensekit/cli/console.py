@@ -41,8 +41,9 @@ def _format_metrics(metrics: dict[str, float]) -> str:
 class ProgressReporter:
     """A progress bar with metrics and ETA on a terminal; sparse plain lines elsewhere."""
 
-    def __init__(self, progress: Progress | None) -> None:
+    def __init__(self, progress: Progress | None, quiet: bool = False) -> None:
         self._progress = progress
+        self._quiet = quiet
         self._tasks: dict[str, Any] = {}
         self._last_line = 0.0
 
@@ -56,6 +57,8 @@ class ProgressReporter:
         if self._progress is not None:
             self._progress.update(self._tasks[key], completed=completed, metrics=_format_metrics(metrics))
             return
+        if self._quiet:
+            return
         description, total = self._tasks[key]
         now = time.monotonic()
         # Without a terminal, a line every ~10% (or 30 s) keeps CI logs readable.
@@ -66,8 +69,13 @@ class ProgressReporter:
 
 
 @contextmanager
-def progress_reporter(enabled: bool = True) -> Iterator[ProgressReporter]:
-    if not (enabled and stderr.is_terminal):
+def progress_reporter(enabled: bool = True, quiet: bool = False) -> Iterator[ProgressReporter]:
+    """A bar on a terminal, sparse lines elsewhere; nothing at all when ``quiet`` (``--json``
+    output for scripts) or not ``enabled`` (ranks other than 0)."""
+    if quiet or not enabled:
+        yield ProgressReporter(None, quiet=True)
+        return
+    if not stderr.is_terminal:
         yield ProgressReporter(None)
         return
     progress = Progress(

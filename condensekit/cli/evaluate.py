@@ -10,12 +10,15 @@ from rich.table import Table
 
 from condensekit.cli import console
 from condensekit.evaluation.protocols import PROTOCOLS
+from condensekit.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
 #: The registered protocol names as a choice (built from the registry, not listed here).
 ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
+#: The precisions of ``condensekit.runtime.PRECISIONS`` as a choice.
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
 
 
 def eval_command(
@@ -33,8 +36,17 @@ def eval_command(
     dsa: bool | None = typer.Option(None, "--dsa/--no-dsa", help="DSA augmentation (default: the protocol's)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N"),
     seed: int = typer.Option(0, "--seed", help="evaluation seed (each run's seed derives from it)"),
-    autocast: bool = typer.Option(
-        False, "--autocast/--no-autocast", help="mixed precision (bf16 on CPU, fp16 on CUDA)"
+    precision: Precision = typer.Option(
+        "fp32", "--precision", help="autocast dtype of training and testing (fp16: CUDA only; see docs/evaluation.md)"
+    ),
+    sequential: bool = typer.Option(
+        False, "--sequential", help="train the runs one after another (the reference path; default on the CPU)"
+    ),
+    max_parallel_runs: int | None = typer.Option(
+        None,
+        "--max-parallel-runs",
+        min=1,
+        help="train at most N runs together as one batched ensemble (default: as many as fit on a GPU; 1 on the CPU)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
     registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
@@ -50,15 +62,16 @@ def eval_command(
     with Registry(registry) as reg:
         version = reg.resolve(ref)
         synset = reg.load(version.ref)
-    with console.progress_reporter() as reporter:
-        started: set[str] = set()
+    with console.progress_reporter(quiet=as_json) as reporter:
+        started = False
 
         def on_progress(event: Any) -> None:
-            if event.arch not in started:
-                started.add(event.arch)
-                reporter.task(event.arch, f"{version.ref} {event.arch}", event.runs * event.epochs)
+            nonlocal started
+            if not started:  # one bar for every architecture, run and epoch
+                started = True
+                reporter.task("eval", f"{version.ref} runs x epochs", event.total)
             if event.phase == "train":
-                reporter.update(event.arch, event.run * event.epochs + event.epoch, run=event.run + 1)
+                reporter.update("eval", event.done)
 
         report = evaluate(
             synset,
@@ -73,7 +86,8 @@ def eval_command(
             seed=seed,
             data_root=data_root,
             progress=on_progress,
-            use_autocast=autocast,
+            precision=precision.value,
+            max_parallel_runs=1 if sequential else max_parallel_runs,
         )
     result = report.as_dict()
     with Registry(registry) as reg:  # only now: an interrupted evaluation records nothing

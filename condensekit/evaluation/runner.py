@@ -23,7 +23,8 @@ from condensekit import runtime
 from condensekit.errors import UsageError
 from condensekit.evaluation.protocols import Protocol, get_protocol
 from condensekit.evaluation.report import ArchResult, EvalReport
-from condensekit.evaluation.train import make_augment, top1_accuracy, train_runs
+from condensekit.evaluation.train import TestSplit, make_augment, runs_per_wave, top1_accuracy, train_runs
+from condensekit.precision import check_precision
 from condensekit.synthetic import SyntheticSet
 
 #: The architecture name meaning "the dataset's default backbone at the set's resolution".
@@ -64,7 +65,8 @@ def evaluate(
     seed: int = 0,
     data_root: str | None = None,
     progress: Callable[[EvalProgress], None] | None = None,
-    use_autocast: bool = False,
+    precision: str = "fp32",
+    max_parallel_runs: int | None = None,
 ) -> EvalReport:
     """Train ``runs`` fresh networks per architecture on ``synset`` and test them.
 
@@ -72,8 +74,12 @@ def evaluate(
     ``batch`` and ``dsa`` override its values, and the effective values are recorded in the
     report. ``archs`` are backbone names (``timm:NAME`` included); ``"default"`` is the
     dataset's default backbone at the set's resolution. The test split is loaded first, so a
-    missing one fails before any training (``DatasetError``). ``KeyboardInterrupt``
-    propagates: nothing is returned or recorded for an interrupted evaluation.
+    missing one fails before any training (``DatasetError``). ``precision`` ("fp32", "bf16",
+    "fp16" on CUDA) is the autocast dtype of training and testing. Runs of one architecture
+    train as one batched ensemble, as many at a time as fit in memory (``max_parallel_runs``
+    caps it; 1 trains them one after another; on the CPU they train in turn unless it is
+    given, since the ensemble is slower there). ``KeyboardInterrupt`` propagates: nothing is
+    returned or recorded for an interrupted evaluation.
     """
     from condensekit.backbones import create_backbone
     from condensekit.data import dataset_info, load_dataset
@@ -84,6 +90,9 @@ def evaluate(
     base = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
     proto = base.with_overrides(epochs=epochs, lr=lr, batch=batch, dsa=dsa)
     dev = device if isinstance(device, torch.device) else runtime.select_device(device)
+    check_precision(precision, dev.type)
+    if max_parallel_runs is not None and max_parallel_runs < 1:
+        raise UsageError(f"--max-parallel-runs must be >= 1, got {max_parallel_runs}")
 
     dataset = synset.metadata.get("dataset")
     if not dataset:
@@ -96,7 +105,7 @@ def evaluate(
     info = dataset_info(dataset, resolution)
     images, labels, soft = _training_tensors(synset, info)
     names = _arch_names(archs, info.default_backbone)
-    test = load_dataset(dataset, split="test", resolution=resolution, data_root=data_root, device=dev)
+    test = TestSplit(load_dataset(dataset, split="test", resolution=resolution, data_root=data_root, device=dev), dev)
 
     def make_model(arch: str, s: int) -> torch.nn.Module:
         return create_backbone(
@@ -108,9 +117,11 @@ def evaluate(
 
     total = len(names) * runs * proto.epochs
     results = []
+    waves: dict[str, int] = {}
     for a, arch in enumerate(names):
         start = time.perf_counter()
         seeds = [run_seed(seed, arch, r) for r in range(runs)]
+        parallel = waves[arch] = runs_per_wave(make_model(arch, 0).to(dev), images, proto, dev, runs, max_parallel_runs)
 
         def on_epoch(run: int, epoch: int, arch: str = arch, a: int = a) -> None:
             if progress is not None:
@@ -118,12 +129,12 @@ def evaluate(
                 progress(EvalProgress("train", arch, run, runs, epoch, proto.epochs, done, total))
 
         models = train_runs(
-            functools.partial(make_model, arch), seeds, images, labels, soft, proto, dev, on_epoch, use_autocast
+            functools.partial(make_model, arch), seeds, images, labels, soft, proto, dev, on_epoch, precision, parallel
         )
         if progress is not None:
             done = (a + 1) * runs * proto.epochs
             progress(EvalProgress("test", arch, runs - 1, runs, proto.epochs, proto.epochs, done, total))
-        accuracies = top1_accuracy(models, test, dev, use_autocast)
+        accuracies = top1_accuracy(models, test, dev, precision, batched=parallel > 1)
         results.append(ArchResult(arch, accuracies, seeds, time.perf_counter() - start))
 
     augment = make_augment(proto)
@@ -134,7 +145,8 @@ def evaluate(
         "archs": names,
         "runs": runs,
         "seed": seed,
-        "autocast": use_autocast,
+        "precision": precision,
+        "runs_per_wave": waves,
         "dataset": dataset,
         "resolution": resolution,
         "train_images": int(images.shape[0]),

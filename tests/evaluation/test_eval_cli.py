@@ -159,3 +159,58 @@ def _json_chunks(text: str) -> list[str]:
         while pos < len(text) and text[pos].isspace():
             pos += 1
     return chunks
+
+
+def test_eval_records_precision_wave_size_and_device(registry_root, cifar_root, capsys) -> None:
+    ref = _save_set(registry_root, "cli-precision", 4)
+    args = ["eval", ref, "--runs", "2", "--epochs", "1", "--device", "cpu", "--json", "--data-root", str(cifar_root)]
+    assert run([*args, "--precision", "bf16", "--max-parallel-runs", "2"]) == ExitStatus.SUCCESS
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"]["precision"] == "bf16"
+    assert report["params"]["runs_per_wave"] == {"convnet": 2}
+    assert report["device"] == "cpu"
+
+
+def test_sequential_trains_one_run_at_a_time(registry_root, cifar_root, capsys) -> None:
+    ref = _save_set(registry_root, "cli-sequential", 5)
+    args = ["eval", ref, "--runs", "2", "--epochs", "1", "--device", "cpu", "--json", "--data-root", str(cifar_root)]
+    assert run([*args, "--sequential", "--max-parallel-runs", "2"]) == ExitStatus.SUCCESS
+    assert json.loads(capsys.readouterr().out)["params"]["runs_per_wave"] == {"convnet": 1}
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--precision", "fp16"], "needs a CUDA device"),
+        (["--precision", "fp8"], "fp8"),
+        (["--max-parallel-runs", "0"], "--max-parallel-runs"),
+    ],
+)
+def test_bad_precision_or_parallel_runs_is_a_one_line_usage_error(registry_root, option, message) -> None:
+    ref = _save_set(registry_root, "cli-bad", 6)
+    result = subprocess.run(
+        [sys.executable, "-m", "condensekit", "eval", ref, "--device", "cpu", *option],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root)},
+    )
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    with Registry(registry_root) as reg:
+        assert reg.evals(ref) == []
+
+
+def test_progress_is_quiet_under_json(registry_root, cifar_root) -> None:
+    ref = _save_set(registry_root, "cli-quiet", 7)
+    result = subprocess.run(
+        [sys.executable, "-m", "condensekit", "eval", ref, *FAST, "--json", "--data-root", str(cifar_root)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "runs x epochs" not in result.stderr and json.loads(result.stdout)["ref"] == ref

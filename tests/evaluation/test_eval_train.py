@@ -9,8 +9,16 @@ from torch import nn
 
 from condensekit.backbones import create_backbone
 from condensekit.data import load_dataset
+from condensekit.errors import UsageError
 from condensekit.evaluation import PROTOCOLS
-from condensekit.evaluation.train import top1_accuracy, train_runs
+from condensekit.evaluation.train import (
+    can_train_together,
+    free_memory,
+    runs_per_wave,
+    top1_accuracy,
+    train_runs,
+    training_bytes,
+)
 
 DEVICE = torch.device("cpu")
 
@@ -87,3 +95,67 @@ def test_accuracy_is_counted_over_the_whole_split() -> None:
     counts = torch.bincount(test.labels, minlength=10).tolist()
     accs = top1_accuracy([_ConstantClass(0), _ConstantClass(3)], test, DEVICE, batch=300)
     assert accs == pytest.approx([100.0 * counts[0] / len(test), 100.0 * counts[3] / len(test)])
+
+
+# --- the batched ensemble ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["dc", "idc"])  # per-sample DSA; DSA + CutMix
+def test_ensemble_trains_the_networks_sequential_training_gives(real_train, protocol: str) -> None:
+    images, labels = real_train
+    proto = PROTOCOLS[protocol].with_overrides(epochs=2, batch=4)  # 3 batches per epoch, the last partial
+    alone = train_runs(_make_model, [21, 22], images, labels, None, proto, DEVICE, parallel=1)
+    together = train_runs(_make_model, [21, 22], images, labels, None, proto, DEVICE, parallel=2)
+    for a, b in zip(alone, together, strict=True):
+        torch.testing.assert_close(_state(b), _state(a), atol=1e-5, rtol=1e-4)
+
+
+def test_runs_beyond_the_wave_size_train_in_further_waves(real_train) -> None:
+    images, labels = real_train
+    proto = PROTOCOLS["dc"].with_overrides(epochs=1, batch=10)
+    calls: list[tuple[int, int]] = []
+    waves = train_runs(
+        _make_model, [1, 2, 3], images, labels, None, proto, DEVICE, lambda run, ep: calls.append((run, ep)), parallel=2
+    )
+    alone = train_runs(_make_model, [1, 2, 3], images, labels, None, proto, DEVICE, parallel=1)
+    assert calls == [(0, 1), (1, 1), (2, 1)]
+    for a, b in zip(alone, waves, strict=True):
+        torch.testing.assert_close(_state(b), _state(a), atol=1e-5, rtol=1e-4)
+
+
+def test_models_with_buffers_train_one_after_another() -> None:
+    bn = create_backbone("convnet-bn", channels=3, num_classes=10, resolution=32, seed=0)
+    assert not can_train_together(bn)
+    assert can_train_together(_make_model(0))
+
+
+def test_wave_size_on_the_cpu_is_one_unless_asked(real_train) -> None:
+    images, _ = real_train
+    proto = PROTOCOLS["dc"]
+    assert runs_per_wave(_make_model(0), images, proto, DEVICE, runs=5) == 1
+    assert runs_per_wave(_make_model(0), images, proto, DEVICE, runs=5, max_parallel=3) == 3
+    assert runs_per_wave(_make_model(0), images, proto, DEVICE, runs=2, max_parallel=3) == 2
+
+
+def test_wave_size_is_bounded_by_free_memory(real_train) -> None:
+    images, _ = real_train
+    per_run = training_bytes(_make_model(0), images, 256, DEVICE)
+    # ConvNet-3 on 32 px at batch 256: activations dominate, about 1-3 GB per run.
+    assert 5e8 < per_run < 5e9
+    assert runs_per_wave(_make_model(0), images, PROTOCOLS["dc"], DEVICE, runs=1000, max_parallel=1000) <= max(
+        1, int(0.8 * free_memory(DEVICE) // per_run)
+    )
+
+
+def test_zero_parallel_runs_is_a_usage_error(real_train) -> None:
+    images, labels = real_train
+    with pytest.raises(UsageError, match="--max-parallel-runs must be >= 1"):
+        train_runs(_make_model, [1], images, labels, None, PROTOCOLS["dc"], DEVICE, parallel=0)
+
+
+def test_stacked_test_pass_equals_one_model_at_a_time() -> None:
+    test = load_dataset("cifar10-mini", "test")
+    models = [_make_model(s) for s in (1, 2, 3)]
+    one_by_one = top1_accuracy(models, test, DEVICE)
+    stacked = top1_accuracy(models, test, DEVICE, batched=True)
+    assert stacked == one_by_one
