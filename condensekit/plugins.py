@@ -70,6 +70,16 @@ RESERVED_CONFIG_NAMES: frozenset[str] = frozenset(
         "dry_run",
         "as_json",
         "preset",
+        # Recipes (condensekit.recipes): the --config, --from and --set options, and the recipe
+        # keys a config field would collide with: ``method``, the [config] and [sweep] tables,
+        # and ``res`` (the key and flag of ``resolution``).
+        "recipe_file",
+        "from_ref",
+        "sweep",
+        "config",
+        "set",
+        "method",
+        "res",
     }
 )
 

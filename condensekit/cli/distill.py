@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from condensekit import plugins
-from condensekit.errors import PluginError
+from condensekit.cli import console
+from condensekit.errors import PluginError, UsageError
 from condensekit.plugins import RESERVED_CONFIG_NAMES
 
 if TYPE_CHECKING:
@@ -26,8 +27,15 @@ if TYPE_CHECKING:
 #: Options every method gets; each name must be in plugins.RESERVED_CONFIG_NAMES, so that a
 #: config field with one of these names is refused when the plugin loads (a test checks it).
 COMMON_OPTIONS: list[click.Option] = [
-    click.Option(["--data", "data"], required=True, help="dataset name (see condensekit list datasets)"),
-    click.Option(["--ipc"], type=int, required=True, help="synthetic images per class"),
+    # --data and --ipc are required unless a recipe (--config, --from) gives them: checked by recipes.expand.
+    click.Option(
+        ["--data", "data"],
+        default=None,
+        help="dataset name (see condensekit list datasets) [required unless a recipe gives it]",
+    ),
+    click.Option(
+        ["--ipc"], type=int, default=None, help="synthetic images per class [required unless a recipe gives it]"
+    ),
     click.Option(["--backbone"], default=None, help="backbone name, or timm:NAME (default: the method's or dataset's)"),
     click.Option(["--iterations"], type=int, default=None, help="distillation iterations (default: the method's)"),
     click.Option(["--seed"], type=int, default=0, show_default=True, help="random seed"),
@@ -60,6 +68,24 @@ COMMON_OPTIONS: list[click.Option] = [
         default=1,
         show_default=True,
         help="distill classes on N local processes (torchrun --standalone)",
+    ),
+    click.Option(
+        ["--config", "recipe_file"],
+        default=None,
+        metavar="FILE",
+        help="take options from a TOML recipe; flags given here override it (see docs/cli.md)",
+    ),
+    click.Option(
+        ["--from", "from_ref"],
+        default=None,
+        metavar="REF",
+        help="rerun a stored set from the recipe kept in it; flags given here override it",
+    ),
+    click.Option(
+        ["--set", "sweep"],
+        multiple=True,
+        metavar="KEY=V1,V2",
+        help="sweep: one run per value, each saved as its own set; several --set: every combination",
     ),
     click.Option(
         ["--dry-run"],
@@ -162,6 +188,15 @@ class DistillGroup(click.Group):
             short_help=doc,
         )
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # ``distill --config FILE`` and ``distill --from REF`` name no method: the recipe
+        # does, so its command is put in front and parses every option as usual.
+        if args and args[0].startswith("-") and not ctx.resilient_parsing:
+            method = _recipe_method(args)
+            if method is not None:
+                args = [method, *args]
+        return super().parse_args(ctx, args)
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
@@ -171,28 +206,99 @@ class DistillGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-def run_distill(method_cls: type[Method], kwargs: dict[str, Any]) -> None:
-    """Build the request from the options, plan it, then run and record it (or print the plan)."""
-    from condensekit import distributed
-    from condensekit.cli import console, state
-    from condensekit.distill import DistillRequest, plan, record, run
+def _raw_options(args: list[str], names: tuple[str, ...]) -> dict[str, str]:
+    """The values of ``names`` in raw arguments (``--opt VALUE`` or ``--opt=VALUE``), read
+    before click parses them: the group needs the recipe's method to pick the command."""
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(args) and args[i] != "--":
+        name, eq, value = args[i].partition("=")
+        if name in names:
+            if eq:
+                found[name] = value
+            elif i + 1 < len(args):
+                found[name] = args[i + 1]
+                i += 1
+        i += 1
+    return found
 
-    common = {opt.name: kwargs.pop(opt.name) for opt in COMMON_OPTIONS}
-    as_json, dry_run = common.pop("as_json"), common.pop("dry_run")
-    request = DistillRequest(
-        method=method_cls.name,
-        preset=kwargs.pop("preset", None),
-        command=tuple(state.argv),
-        config={k: v for k, v in kwargs.items() if v is not None},
-        **common,
-    )
-    planned = plan(request)  # validates everything before any work, on one process or many
+
+def _recipe_method(args: list[str]) -> str | None:
+    """The method named by ``--config FILE`` or ``--from REF`` (None when neither is given)."""
+    raw = _raw_options(args, ("--config", "--from", "--registry"))
+    if "--config" not in raw and "--from" not in raw:
+        return None
+    recipe = _read_recipe(raw.get("--config"), raw.get("--from"), raw.get("--registry"))
+    if recipe.method is None:
+        path = raw["--config"]
+        raise UsageError(
+            f'recipe {path} names no method; add method = "dm" (say) to it, or give the method first: '
+            f"condensekit distill METHOD --config {path}"
+        )
+    return str(recipe.method)
+
+
+def run_distill(method_cls: type[Method], kwargs: dict[str, Any]) -> None:
+    """Build the requests (flags over a recipe, sweeps expanded), plan every one before any
+    work, then run and record them one after another (or print the plans)."""
+    from condensekit import recipes
+    from condensekit.cli import state
+    from condensekit.distill import plan
+
+    ctx = click.get_current_context()
+    source = {name: ctx.get_parameter_source(name) for name in kwargs}
+    as_json, dry_run = kwargs.pop("as_json"), kwargs.pop("dry_run")
+    recipe_file, from_ref, sets = kwargs.pop("recipe_file"), kwargs.pop("from_ref"), kwargs.pop("sweep")
+    # Only what the command line gives overrides the recipe; an environment variable
+    # (CONDENSEKIT_DATA, CONDENSEKIT_REGISTRY) is a default below it.
+    given = {k: v for k, v in kwargs.items() if source[k] is click.core.ParameterSource.COMMANDLINE}
+    ambient = {k: v for k, v in kwargs.items() if source[k] is click.core.ParameterSource.ENVIRONMENT}
+    recipe = _read_recipe(recipe_file, from_ref, kwargs.get("registry"))
+    runs = recipes.expand(method_cls, recipe, given, sets, ambient, tuple(state.argv))
+    sweep = bool(runs[0].values)
+    if sweep and any(item.request.nproc > 1 for item in runs):
+        raise UsageError(
+            f"--nproc runs one distillation under torchrun, not a sweep of {len(runs)}; drop --nproc, "
+            f"or run each point on its own"
+        )
+    planned = [plan(item.request) for item in runs]  # every check before any work, on every run
     if dry_run:
-        _print_plan(planned.as_dict(), as_json, console)
+        if sweep:
+            _print_sweep_plans(runs, [p.as_dict() for p in planned], as_json)
+        else:
+            _print_plan(planned[0].as_dict(), as_json, console)
         return
+    if not sweep:
+        summary = _distill(planned[0])
+        if summary is not None:
+            _print_summary(summary, as_json)
+        return
+    _run_sweep(runs, as_json)
+
+
+def _read_recipe(recipe_file: str | None, from_ref: str | None, registry: str | None) -> Any:
+    """The recipe of --config FILE or --from REF (None without either)."""
+    from condensekit import recipes
+
+    if recipe_file is not None and from_ref is not None:
+        raise UsageError("--config and --from are both given; use one (flags given with it override it)")
+    if recipe_file is not None:
+        return recipes.load_recipe(recipe_file)
+    if from_ref is not None:
+        return recipes.stored_recipe(from_ref, registry)
+    return None
+
+
+def _distill(planned: Any) -> dict[str, Any] | None:
+    """Run and record one planned distillation (relaunched under torchrun for --nproc); its
+    summary, or None when nothing was saved here (no registry, or not rank 0)."""
+    from condensekit import distributed
+    from condensekit.distill import record, run
+
+    request = planned.request
     if request.nproc > 1 and distributed.current() is None:
         _relaunch(request.nproc)
-        return
+        return None
     rank0 = planned.rank == 0
     if rank0:
         console.notify(
@@ -208,9 +314,9 @@ def run_distill(method_cls: type[Method], kwargs: dict[str, Any]) -> None:
         )
     version = record(result)
     if version is None:
-        return
+        return None
     meta = result.synset.metadata
-    summary = {
+    return {
         "ref": version.ref,
         "path": str(version.path),
         "method": meta["method"],
@@ -221,6 +327,9 @@ def run_distill(method_cls: type[Method], kwargs: dict[str, Any]) -> None:
         "experts": meta["experts"],
         "wall_time_s": meta["wall_time_s"],
     }
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         console.print_json(summary)
     else:
@@ -228,6 +337,66 @@ def run_distill(method_cls: type[Method], kwargs: dict[str, Any]) -> None:
             f"saved [bold]{summary['ref']}[/bold] ({summary['images']} images, "
             f"{summary['iterations']} iterations, {summary['wall_time_s']:.1f} s)"
         )
+
+
+def _run_sweep(runs: list[Any], as_json: bool) -> None:
+    """Run a sweep's points one after another, then print one row per run. A failing run
+    stops the sweep: the rows so far and the failed one are printed, the notice names the
+    completed refs, and the run's error propagates (so the command exits with its code)."""
+    from condensekit.distill import plan
+
+    rows: list[dict[str, Any]] = []
+    total = len(runs)
+    for number, item in enumerate(runs, 1):
+        console.notify(f"run {number}/{total}: {item.label()}")
+        try:
+            # Planned again: an earlier run of the sweep may have stored experts this one reuses.
+            summary = _distill(plan(item.request))
+        except BaseException as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            failed = {"run": number, "values": dict(item.values), "ref": None, "error": message}
+            _print_sweep(runs, [*rows, failed], as_json)
+            done = ", ".join(str(row["ref"]) for row in rows) or "none"
+            console.notify(
+                f"run {number}/{total} ({item.label()}) failed; completed: {done}; not started: {total - number} run(s)"
+            )
+            raise
+        rows.append({"run": number, "values": dict(item.values), **(summary or {"ref": None, "wall_time_s": None})})
+    _print_sweep(runs, rows, as_json)
+
+
+def _print_sweep(runs: list[Any], rows: list[dict[str, Any]], as_json: bool) -> None:
+    """The sweep's summary: one row per run (swept values, ref, wall time), or the list as JSON."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from condensekit.recipes import format_value
+
+    if as_json:
+        console.print_json(rows)
+        return
+    keys = list(runs[0].values)
+    table = Table(title=f"sweep: {len(rows)} of {len(runs)} run(s)", title_justify="left")
+    for column in ("run", *keys, "ref", "wall time (s)"):
+        table.add_column(column)
+    for row in rows:
+        values = [format_value(row["values"][key]) for key in keys]
+        ref = row["ref"] or ("failed" if "error" in row else "not saved")
+        wall = "-" if row.get("wall_time_s") is None else f"{row['wall_time_s']:.1f}"
+        table.add_row(str(row["run"]), *(Text(v) for v in values), Text(ref), wall)
+    console.stdout.print(table)
+
+
+def _print_sweep_plans(runs: list[Any], plans: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        numbered = enumerate(zip(runs, plans, strict=True), 1)
+        console.print_json([{"run": n, "values": dict(item.values), **p} for n, (item, p) in numbered])
+        return
+    for number, (item, described) in enumerate(zip(runs, plans, strict=True), 1):
+        if number > 1:
+            console.stdout.print()
+        console.stdout.print(f"run {number}/{len(runs)}: {item.label()}", highlight=False, markup=False)
+        _print_plan(described, False, console)
 
 
 def _print_plan(described: dict[str, Any], as_json: bool, console: Any) -> None:

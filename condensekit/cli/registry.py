@@ -8,6 +8,7 @@ Errors are CondensekitError subclasses, turned into one red line by the app's ha
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,8 +41,24 @@ def _say(message: str) -> None:
     console.stdout.print(message, highlight=False, markup=False)
 
 
-def show(ref: RefArg, registry: RegistryOpt = None, as_json: JsonOpt = False) -> None:
+def show(
+    ref: RefArg,
+    registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
+    recipe: Annotated[
+        bool, typer.Option("--recipe", help="Print the recipe that makes this set again (TOML for distill --config).")
+    ] = False,
+) -> None:
     """Show a set version: provenance, metadata and evaluation results."""
+    if recipe:
+        if as_json:
+            raise UsageError("--recipe prints TOML and --json prints JSON; give one of them")
+        from condensekit import recipes
+
+        # Raw text on stdout: a file made with `show --recipe > r.toml` is what distill reads.
+        sys.stdout.write(recipes.dump_recipe(recipes.stored_recipe(ref, registry)))
+        sys.stdout.flush()
+        return
     info = _registry(registry).show(ref)
     _add_run_counts(info["evals"])
     if as_json:
