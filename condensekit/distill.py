@@ -13,11 +13,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -33,7 +35,7 @@ from condensekit.backbones import check_backbone_name, create_backbone
 from condensekit.checkpoints import FileCheckpointer, NoCheckpoints, run_key
 from condensekit.data import dataset_info, load_dataset
 from condensekit.data.base import DatasetInfo
-from condensekit.errors import PluginError, UsageError
+from condensekit.errors import InterruptError, PluginError, UsageError
 from condensekit.experts import ExpertsPlan, plan_experts, provide_experts
 from condensekit.methods.base import DistillContext, Method, ProgressCallback
 from condensekit.registry import Registry, SetVersion
@@ -249,6 +251,7 @@ def run(
     notify = notify or log.info
     runtime.reuse_freed_memory()
     group = distributed.current()
+    reported = _LastIteration(progress)  # what a Ctrl-C reports (see _interrupted)
     try:
         registry = None if plan.registry_root is None else Registry(plan.registry_root)
         ds = plan.dataset
@@ -268,7 +271,7 @@ def run(
             device=plan.device,
             seed=plan.request.seed,
             classes=list(plan.classes),
-            progress=progress or (lambda iteration, **metrics: None),
+            progress=reported,
             checkpoint=checkpointer,
             experts=experts,
             rank=plan.rank,
@@ -291,9 +294,76 @@ def run(
             synset = gathered
         synset.metadata = {**synset.metadata, **_provenance(plan, wall, experts_ref)}
         return DistillResult(plan, synset, experts_ref)
-    except BaseException:
+    except BaseException as exc:
         distributed.shutdown_owned()
+        if isinstance(exc, KeyboardInterrupt):  # say what Ctrl-C kept, and how to go on
+            raise InterruptError(_interrupted(plan, reported.last)) from exc
         raise
+
+
+class _LastIteration:
+    """The progress callback the method sees: passes each report on and remembers the last
+    iteration reported, so an interrupted run can say where it stopped."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self._progress = progress
+        self.last: int | None = None
+
+    def __call__(self, iteration: int, **metrics: float) -> None:
+        self.last = iteration
+        if self._progress is not None:
+            self._progress(iteration, **metrics)
+
+
+def _interrupted(plan: Plan, done: int | None) -> str:
+    """The one line of an interrupted run: where it stopped, what was kept, how to go on."""
+    where = (
+        "interrupted before the first iteration"
+        if done is None
+        else f"interrupted at iteration {done} of {plan.iterations}"
+    )
+    run_dir = plan.run_dir
+    if run_dir is None or not plan.checkpoint_every:
+        why = "without a registry" if run_dir is None else "with --checkpoint-every 0"
+        return f"{where}; nothing was kept (a run {why} saves no checkpoints)"
+    # A Ctrl-C during a checkpoint save leaves this process's temp file: not worth keeping.
+    with contextlib.suppress(OSError):
+        _checkpoint_path(plan).with_suffix(f".tmp{os.getpid()}").unlink(missing_ok=True)
+    from condensekit.registry.runs import read_run  # reads only the checkpoints' headers
+
+    try:
+        kept = read_run(run_dir).iteration
+    except OSError:
+        kept = None
+    if not isinstance(kept, int) or kept <= 0:
+        return (
+            f"{where}; nothing was kept (no checkpoint yet: one is saved every "
+            f"{plan.checkpoint_every} iterations); rerun the command to start again"
+        )
+    return (
+        f"{where}; checkpoint of run {plan.run_key} kept at iteration {kept} "
+        f"(condensekit runs); continue with: {_resume_command(plan)}"
+    )
+
+
+def _resume_command(plan: Plan) -> str:
+    """The command that continues ``plan`` from its checkpoint: the command line as given,
+    with ``--resume``, the registry (which may have come from $CONDENSEKIT_REGISTRY) and,
+    for a run torchrun started from ``--nproc N``, that option (the run key depends on it)."""
+    if plan.request.command is None:
+        return "the same call with resume=True"
+    args = list(plan.request.command)
+
+    def given(option: str) -> bool:
+        return any(arg == option or arg.startswith(option + "=") for arg in args)
+
+    if not given("--registry") and plan.registry_root is not None:
+        args += ["--registry", str(plan.registry_root)]
+    if plan.world_size > 1 and not given("--nproc"):
+        args += ["--nproc", str(plan.world_size)]
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["condensekit", *args])
 
 
 def record(result: DistillResult) -> SetVersion | None:

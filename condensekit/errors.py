@@ -60,3 +60,13 @@ class RegistryError(CondensekitError):
     """A registry reference is unknown, or registry content is invalid or corrupted."""
 
     exit_status = ExitStatus.REGISTRY
+
+
+class InterruptError(CondensekitError):
+    """Ctrl-C stopped the work; the message says what was kept and how to continue.
+
+    Raised instead of a bare ``KeyboardInterrupt`` where the code knows more than "nothing
+    partial was recorded" (a distillation knows its last checkpoint and its ``--resume``
+    command), so a user or a script learns whether the time spent is lost."""
+
+    exit_status = ExitStatus.INTERRUPTED

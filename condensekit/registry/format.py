@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+import shutil
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
@@ -92,20 +94,65 @@ def write_set(path: Path, synset: SyntheticSet, dtype: str = "float32") -> tuple
     """Write ``synset`` to a new file at ``path`` (which must not exist) and fsync it.
 
     Returns the content sha256 and the metadata as written (with the facts filled in from
-    the arrays). The caller renames the file into place."""
+    the arrays). The caller renames the file into place.
+
+    The HDF5 file is built in memory (:func:`encode_set`) and written with plain file I/O
+    (:func:`write_new_file`): when the disk fails (full, ``ulimit -f``), HDF5 writing
+    straight to disk leaves h5py objects whose finalizers print "Exception ignored"
+    tracebacks and can crash the interpreter at exit; here the failure is one ``OSError``
+    and ``path`` is removed. The price is a second copy of the compressed set in memory
+    while it is written."""
     arrays = stored_arrays(synset, dtype)
     written = _complete_metadata(synset)
     _validate(f"cannot save as {dtype}", arrays["images"], arrays["labels"], written)
-    meta = dict(written)
     sha = content_sha256(arrays)
-    with open_h5(path, "w-") as f:
+    write_new_file(
+        path, lambda: encode_set(arrays, written, synset.pixel_space, int(synset.factor), sha, name=str(path))
+    )
+    return sha, written
+
+
+def write_new_file(path: Path, encode: Callable[[], bytes]) -> None:
+    """Create ``path`` (it must not exist), fill it with ``encode()`` and fsync it; on any
+    failure (including Ctrl-C) ``path`` is removed and the error raised.
+
+    The file is created before ``encode`` runs, so an unwritable folder fails before the
+    slow part and a concurrent ``registry check`` sees the temp file of a live writer. The
+    content is written with plain file I/O, after a free-space check: a full disk or a file
+    size limit is then one ``OSError``, whatever library produced the bytes."""
+    with open(path, "xb", buffering=0) as fh:
+        try:
+            data = encode()
+            _check_free_space(path.parent, len(data))
+            _write_all(fh, data)
+            os.fsync(fh.fileno())
+        except BaseException:
+            fh.close()
+            path.unlink(missing_ok=True)
+            raise
+
+
+def encode_set(
+    arrays: Mapping[str, np.ndarray],
+    metadata: Mapping[str, Any],
+    pixel_space: str,
+    factor: int,
+    sha: str,
+    name: str = "set.h5",
+) -> bytes:
+    """The bytes of the HDF5 file holding ``arrays`` and ``metadata`` (docs/format.md).
+
+    HDF5's core driver without a backing store keeps the whole file in memory, so nothing
+    here touches the disk; ``name`` only labels the in-memory file in HDF5's messages."""
+    meta = dict(metadata)
+    with h5py.File(name, "w", driver="core", backing_store=False) as f:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["pixel_space"] = synset.pixel_space
-        f.attrs["factor"] = int(synset.factor)
+        f.attrs["pixel_space"] = pixel_space
+        f.attrs["factor"] = factor
         f.attrs["sha256"] = sha
-        for name, arr in arrays.items():
-            _create_array(f, name, arr)
+        for key, arr in arrays.items():
+            _create_array(f, key, arr)
         group = f.create_group("meta")
         group.create_dataset("config", data=to_json(meta.pop("config", {})), dtype=h5py.string_dtype())
         names = [str(n) for n in meta.pop("class_names", [])]
@@ -119,8 +166,9 @@ def write_set(path: Path, synset: SyntheticSet, dtype: str = "float32") -> tuple
             else:
                 extra[key] = value
         group.create_dataset("extra", data=to_json(extra), dtype=h5py.string_dtype())
-    fsync_path(path)
-    return sha, written
+        f.flush()
+        image: bytes = f.id.get_file_image()
+    return image
 
 
 def read_set(path: Path, verify: bool = True) -> tuple[SyntheticSet, str]:
@@ -188,6 +236,34 @@ def fsync_path(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _check_free_space(folder: Path, size: int) -> None:
+    """Refuse a write the file system has no room for before writing any of it (a full disk
+    otherwise fails halfway, after the slow part). Raised as ``ENOSPC`` like the write would."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # no statistics (some network file systems): let the write itself tell
+    if size > free:
+        raise OSError(
+            errno.ENOSPC, f"no space left on the device: the file needs {_mb(size)}, {_mb(free)} free", str(folder)
+        )
+
+
+def _write_all(fh: BinaryIO, data: bytes) -> None:
+    """Write every byte: an unbuffered write may write part of ``data`` (e.g. up to a file
+    size limit) and raise only on the next call."""
+    view = memoryview(data)
+    while view:
+        count = fh.write(view)
+        if not count:
+            raise OSError(errno.EIO, "the file system accepted no data")
+        view = view[count:]
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 def _check_header(path: Path, f: h5py.File) -> dict[str, Any]:

@@ -21,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import signal
 import socket
+import sqlite3
 import stat
 import threading
 import uuid
@@ -116,7 +118,7 @@ class Registry:
                 meta.get("method", "set"), meta.get("dataset"), None if meta.get("ipc") is None else f"ipc{meta['ipc']}"
             )
         )
-        tmp = self._temp_path()
+        tmp = self._writable_temp_path()
         try:
             with _deferred_interrupt():
                 sha, written = h5format.write_set(tmp, synset, dtype)
@@ -278,12 +280,18 @@ class Registry:
             # JSON text keeps arbitrary metadata loadable with weights_only=True.
             "metadata_json": h5format.to_json(experts.metadata),
         }
-        tmp = self._temp_path()
+        tmp = self._writable_temp_path()
+
+        def encode() -> bytes:
+            # In memory: torch's zip writer reports a full disk as a RuntimeError; the plain
+            # write of these bytes reports it as the OSError it is.
+            buffer = io.BytesIO()
+            torch.save(payload, buffer)
+            return buffer.getvalue()
+
         try:
-            with _deferred_interrupt(), open(tmp, "xb") as fh:
-                torch.save(payload, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
+            with _deferred_interrupt():
+                h5format.write_new_file(tmp, encode)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
@@ -383,6 +391,44 @@ class Registry:
         unknown key (RegistryError) or a bad age (UsageError)."""
         return remove_runs(self.root, request, now)
 
+    # --- writability ----------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Raise a one-line :class:`RegistryError` unless this process can add versions here.
+
+        Cheap and writes nothing (``stat``/``access`` calls only), so a command can call it
+        before hours of work whose result it would fail to save: the root must be a folder
+        this user can write, or, while it does not exist yet, the nearest existing folder
+        above it (where it will be created); so must ``tmp/``, ``sets/``, ``experts/``,
+        ``runs/`` and ``index.sqlite`` (with SQLite's journal files) where they exist. The
+        write itself still reports what this cannot foresee (a disk filling up meanwhile, a
+        file size limit)."""
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise RegistryError(f"the registry at {root} is not a folder; pass --registry with a folder")
+        if not root.exists():
+            parent = root.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir():
+                raise RegistryError(
+                    f"cannot create the registry at {root}: {parent} is not a folder; pass --registry with a folder"
+                )
+            if not _can_write(parent, folder=True):
+                raise RegistryError(
+                    f"cannot create the registry at {root}: {_why_not_writable(parent)}; "
+                    "pass --registry with a folder you can write to, or fix the permissions"
+                )
+            return
+        entries = [(root, True)] + [(root / sub, True) for sub in ("tmp", "sets", "experts", "runs")]
+        entries += [(root / f"{INDEX_FILE}{suffix}", False) for suffix in ("", "-wal", "-shm", "-journal")]
+        for path, folder in entries:
+            if path.exists() and not _can_write(path, folder):
+                raise RegistryError(
+                    f"cannot write to the registry at {root}: {_why_not_writable(path)}; "
+                    "pass --registry with a folder you can write to, or fix the permissions"
+                )
+
     # --- integrity ------------------------------------------------------------------------
 
     def check(self, fix: bool = False) -> list[str]:
@@ -441,6 +487,15 @@ class Registry:
         tmp_dir.mkdir(parents=True, exist_ok=True)
         return tmp_dir / f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex}{_PARTIAL}"
 
+    def _writable_temp_path(self) -> Path:
+        """A temp file name for a new version, after :meth:`check_writable` (so a registry
+        this process cannot write fails before the set is encoded, with one line)."""
+        self.check_writable()
+        try:
+            return self._temp_path()
+        except OSError as exc:  # e.g. the folder changed since the check
+            raise _write_error(exc, self.root) from None
+
     def _commit(
         self, tmp: Path, kind: str, name: str, sha: str, metadata: dict[str, Any], columns: dict[str, Any]
     ) -> SetVersion:
@@ -466,7 +521,7 @@ class Registry:
                 _unlink(tmp)
             elif index.version(kind, name, version) is None:
                 _unlink(final)
-            if isinstance(exc, OSError):
+            if isinstance(exc, (OSError, sqlite3.DatabaseError)):  # e.g. "database or disk is full"
                 raise _write_error(exc, self.root) from None
             raise
         return self.resolve(f"{name}:v{version}", kind)
@@ -595,10 +650,51 @@ def _unlink(path: Path) -> None:
         path.unlink()
 
 
-def _write_error(exc: OSError, root: Path) -> RegistryError:
-    reason = (
-        "no space left on the device"
-        if exc.errno == errno.ENOSPC
-        else (str(exc).splitlines() or [type(exc).__name__])[0]
-    )
+def _can_write(path: Path, folder: bool) -> bool:
+    """Whether this process may create files in ``folder`` ``path`` (write and search), or
+    write file ``path``; ``access`` also says no on a read-only file system, even to root."""
+    return os.access(path, os.W_OK | os.X_OK if folder else os.W_OK)
+
+
+def _why_not_writable(path: Path) -> str:
+    """Why :func:`_can_write` said no, for the error line."""
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return f"{path} is on a read-only file system"
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        pass
+    if not (path.is_dir() or path.is_file()):
+        return f"{path} is neither a folder nor a file"
+    return f"{path} is not writable by {_user()} (permission denied)"
+
+
+def _user() -> str:
+    """This process's user name, for messages (the uid when it has no name)."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else None
+    try:
+        import pwd
+
+        return f"user {pwd.getpwuid(uid).pw_name}" if uid is not None else "this user"
+    except (ImportError, KeyError):
+        return "this user" if uid is None else f"uid {uid}"
+
+
+def _write_error(exc: OSError | sqlite3.DatabaseError, root: Path) -> RegistryError:
+    """The one-line error of a failed registry write: the problem and what to do about it."""
+    code = getattr(exc, "errno", None)
+    where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+    if code == errno.ENOSPC or "disk is full" in str(exc):
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no space left on the device"
+        reason = f"{detail}; free some space (`condensekit runs rm --older-than 7d` drops old checkpoints)"
+    elif code == errno.EFBIG:
+        reason = (
+            "the file is larger than this process may write (file size limit, `ulimit -f`)"
+            "; raise the limit (`ulimit -f unlimited`) or save elsewhere"
+        )
+    elif code in (errno.EACCES, errno.EPERM):
+        reason = f"permission denied{where}; pass --registry with a folder you can write to, or fix the permissions"
+    elif code == errno.EROFS:
+        reason = f"read-only file system{where}; pass --registry with a writable folder"
+    else:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
     return RegistryError(f"cannot write to the registry at {root}: {reason}; nothing was saved")

@@ -58,10 +58,13 @@ def test_zero_ipc_is_usage_error(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_unknown_option_is_usage_error(capsys: pytest.CaptureFixture) -> None:
+    """As click prints it (tests/cli/test_exit_codes.py checks every command)."""
     code = run(["distill", "random", "--data", "cifar10-mini", "--ipc", "1", "--bogus", "3"])
     err = capsys.readouterr().err.strip()
     assert code == ExitStatus.USAGE
-    assert len(err.splitlines()) == 1 and "--bogus" in err
+    assert err.splitlines()[0] == "Usage: condensekit distill random [OPTIONS]"
+    assert "Try 'condensekit distill random --help' for help." in err
+    assert err.splitlines()[-1].startswith("Error: No such option") and "--bogus" in err
 
 
 def test_unknown_dataset_is_dataset_error(capsys: pytest.CaptureFixture) -> None:
