@@ -1,6 +1,15 @@
-"""Where evaluation time goes: DSA, a training step, and the test pass, per image.
+"""Where evaluation time goes: DSA, a training step, and the test pass, per image; and whole
+evaluations, one after another against one batched ensemble, fp32 against bf16.
 
     python benchmarks/eval_speed.py [--arch convnet] [--batch 256] [--res 32] [--device auto] [--repeat 5]
+    python benchmarks/eval_speed.py --whole [--ipc 10,50] [--runs 1,3,5] [--epochs 300] [--precision fp32,bf16]
+
+``--whole`` times ``condensekit.evaluate`` (dc protocol, ConvNet-3, the 10,000 CIFAR-10 test
+images) on a set of real CIFAR-10 training images, for each IPC, run count, precision and path
+(``sequential`` = 1 run at a time, ``batched`` = every run in one stacked ensemble), and prints
+seconds, training images per second and the fraction of the fp32 FLOP floor: the FLOPs of the
+whole evaluation (counted by ``torch.utils.flop_counter`` on one step and one test batch) over
+the peak this machine sustains (timed on a large matmul and a ConvNet-sized convolution).
 
 Prints milliseconds per call and images per second for: per-sample DSA on one batch (modes
 dsa and idc), one SGD step with DSA (forward, backward, update), and inference on batches of
@@ -35,8 +44,83 @@ def timed(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeat
 
 
+def peak_gflops(device: torch.device) -> float:
+    """The fp32 FLOP rate this machine sustains: the better of a 2048^3 matmul and a
+    128->128 3x3 convolution on 256 x 32 x 32 maps (ConvNet-3's main layer)."""
+    a = torch.randn(2048, 2048, device=device)
+    matmul_s = timed(lambda: a @ a, 3, device)
+    x = torch.randn(256, 128, 32, 32, device=device)
+    conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(device)
+    with torch.no_grad():
+        conv_s = timed(lambda: conv(x), 3, device)
+    return max(2 * 2048**3 / matmul_s, 2 * 256 * 128 * 128 * 9 * 32 * 32 / conv_s) / 1e9
+
+
+def evaluation_flops(n: int, epochs: int, batch: int, test_images: int, device: torch.device) -> float:
+    """FLOPs of one dc run: ``epochs * n`` training images (forward and backward) plus one pass
+    over the test split, counted on one batch of each."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_backbone("convnet", channels=3, num_classes=10, resolution=32, seed=0).to(device)
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        torch.nn.functional.cross_entropy(model(x), torch.zeros(batch, dtype=torch.long, device=device)).backward()
+    train_per_image = counter.get_total_flops() / batch
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    test_per_image = counter.get_total_flops() / batch
+    return epochs * n * train_per_image + test_images * test_per_image
+
+
+def whole(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from condensekit.data import dataset_info, load_dataset
+    from condensekit.evaluation import evaluate
+    from condensekit.synthetic import SyntheticSet
+
+    device = select_device(args.device)
+    peak = peak_gflops(device)
+    info = dataset_info("cifar10")
+    real = load_dataset("cifar10", "train")
+    print(f"fp32 peak {peak:.0f} GFLOP/s on {device}, {torch.get_num_threads()} threads; {args.epochs} epochs")
+    for ipc in (int(v) for v in args.ipc.split(",")):
+        gens = [torch.Generator().manual_seed(c) for c in range(10)]
+        images = real.sample(list(range(10)), ipc, gens)
+        synset = SyntheticSet(images, torch.arange(10).repeat_interleave(ipc), metadata=info.as_metadata())
+        for runs in (int(v) for v in args.runs.split(",")):
+            floor_s = runs * evaluation_flops(10 * ipc, args.epochs, 256, 10000, device) / (peak * 1e9)
+            for precision in args.precision.split(","):
+                for path, parallel in (("sequential", 1), ("batched", runs)):
+                    if path == "batched" and runs == 1:
+                        continue
+                    start = time.perf_counter()
+                    report = evaluate(
+                        synset,
+                        runs=runs,
+                        epochs=args.epochs,
+                        device=device,
+                        precision=precision,
+                        max_parallel_runs=parallel,
+                    )
+                    seconds = time.perf_counter() - start
+                    accs = report.results[0].accuracies
+                    print(
+                        f"  IPC {ipc:2d} runs {runs} {precision} {path:10s} {seconds:8.1f} s  "
+                        f"{runs * args.epochs * 10 * ipc / seconds:7.0f} train images/s  "
+                        f"floor {floor_s:6.1f} s ({seconds / floor_s:4.2f}x)  acc {np.mean(accs):.2f}"
+                    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--whole", action="store_true", help="time whole evaluations (see above)")
+    parser.add_argument("--ipc", default="10,50")
+    parser.add_argument("--runs", default="1,3,5")
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--precision", default="fp32,bf16")
     parser.add_argument("--arch", default="convnet")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--res", type=int, default=32)
@@ -44,6 +128,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    if args.whole:
+        whole(args)
+        return
 
     device = select_device(args.device)
     g = torch.Generator().manual_seed(0)
