@@ -286,14 +286,15 @@ def train_for_dataset(
         seconds = estimate_expert_seconds(real, name, epochs, num, dev, batch)
         notify(
             f"training {num} {name} expert{'s' if num != 1 else ''} on {info.name} ({info.resolution}px) "
-            f"for {epochs} epoch{'s' if epochs != 1 else ''} on {dev}: about {_duration(seconds)}"
+            f"for {epochs} epoch{'s' if epochs != 1 else ''} on {dev}: about {format_duration(seconds)}"
         )
     return train_experts(
         real, backbone=name, num=num, epochs=epochs, seed=seed, device=dev, test=test, batch=batch, progress=progress
     )
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """An estimate for people: ``40 s``, ``25 min``, ``3.5 h``."""
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -347,6 +348,9 @@ def _check_match(
 
 
 # --- recipes, planning and providing experts for a distillation -------------------------
+
+#: Expert training expected to take longer than this is announced with its cheaper options.
+CHEAPER_ABOVE_S = 600.0
 
 #: What a method gets when it asks for experts without naming a recipe and none are stored.
 DEFAULT_NUM = 5
@@ -495,6 +499,7 @@ def provide_experts(
     group: Any,
     notify: Callable[[str], None],
     data_root: Any = None,
+    progress: ExpertsProgress | None = None,
 ) -> Experts:
     """The planned experts on every rank: loaded, or trained once by rank 0 (and saved when
     there is a registry) while the other ranks wait, then handed to them."""
@@ -507,13 +512,25 @@ def provide_experts(
     if rank0:
         assert plan.num is not None and plan.epochs is not None and plan.seed is not None
         estimate = estimate_expert_seconds(real, plan.backbone, plan.epochs, plan.num, device)
-        notify(f"{plan.reason} (about {_duration(estimate)})")
+        notify(f"{plan.reason} (about {format_duration(estimate)} on {device}, measured on a few steps)")
+        if estimate > CHEAPER_ABOVE_S:
+            notify(
+                "cheaper: fewer --expert-epochs or --num-experts, stored experts (condensekit experts train, "
+                f"or --experts REF){'' if device.type == 'cuda' else ', or a GPU (--device cuda)'}; Ctrl-C stops now"
+            )
         try:
             test = load_dataset(plan.dataset, "test", plan.resolution, data_root=data_root, device=device)
         except DatasetError:  # test accuracy is a courtesy; training needs only the train split
             test = None
         trained = train_experts(
-            real, backbone=plan.backbone, num=plan.num, epochs=plan.epochs, seed=plan.seed, device=device, test=test
+            real,
+            backbone=plan.backbone,
+            num=plan.num,
+            epochs=plan.epochs,
+            seed=plan.seed,
+            device=device,
+            test=test,
+            progress=progress,
         )
         if registry is not None:
             version = registry.save_experts(trained)

@@ -26,8 +26,18 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+#: Set by ``--quiet``: no notices and no progress on stderr (errors are still printed).
+_quiet = False
+
+
+def set_quiet(quiet: bool) -> None:
+    global _quiet  # noqa: PLW0603 - one process, one command: its --quiet holds for all of it
+    _quiet = quiet
+
+
 def notify(message: str) -> None:
-    stderr.print(message, style="cyan", highlight=False)
+    if not _quiet:
+        stderr.print(message, style="cyan", highlight=False)
 
 
 def error_line(message: str) -> None:
@@ -72,7 +82,7 @@ class ProgressReporter:
 def progress_reporter(enabled: bool = True, quiet: bool = False) -> Iterator[ProgressReporter]:
     """A bar on a terminal, sparse lines elsewhere; nothing at all when ``quiet`` (``--json``
     output for scripts) or not ``enabled`` (ranks other than 0)."""
-    if quiet or not enabled:
+    if quiet or _quiet or not enabled:
         yield ProgressReporter(None, quiet=True)
         return
     if not stderr.is_terminal:

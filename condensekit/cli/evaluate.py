@@ -49,6 +49,7 @@ def eval_command(
         help="train at most N runs together as one batched ensemble (default: as many as fit on a GPU; 1 on the CPU)",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr (errors only)"),
     registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
     data_root: str | None = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
 ) -> None:
@@ -62,6 +63,7 @@ def eval_command(
     with Registry(registry) as reg:
         version = reg.resolve(ref)
         synset = reg.load(version.ref)
+    console.set_quiet(quiet)
     with console.progress_reporter(quiet=as_json) as reporter:
         started = False
 

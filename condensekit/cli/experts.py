@@ -24,13 +24,15 @@ def train_command(
     registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
     name: str | None = typer.Option(None, "--name", help="registry name (default: <dataset>-<backbone>)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or notices on stderr (errors only)"),
 ) -> None:
     """Train experts (networks trained on the real data, initial weights kept) and save them."""
     from condensekit.experts import train_for_dataset
     from condensekit.registry import Registry
 
     store = Registry(registry)
-    with console.progress_reporter() as reporter:
+    console.set_quiet(quiet)
+    with console.progress_reporter(quiet=as_json) as reporter:
         started = False
 
         def progress(done: int, total: int, **metrics: float) -> None:
