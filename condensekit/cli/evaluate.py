@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from condensekit.cli import console
+from condensekit.cli.completion import complete_sets
 from condensekit.evaluation.protocols import PROTOCOLS
 from condensekit.precision import PRECISIONS
 
@@ -22,7 +23,9 @@ Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)  # 
 
 
 def eval_command(
-    ref: str | None = typer.Argument(None, help="set reference NAME[:vN|:ALIAS] (default: the latest set)"),
+    ref: str | None = typer.Argument(
+        None, help="set reference NAME[:vN|:ALIAS] (default: the latest set)", autocompletion=complete_sets
+    ),
     arch: str = typer.Option(
         "default",
         "--arch",

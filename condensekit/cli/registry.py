@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from condensekit.cli import console
+from condensekit.cli.completion import complete_sets
 from condensekit.errors import CondensekitError, RegistryError, UsageError
 from condensekit.paths import REGISTRY_ENV
 
@@ -28,7 +29,9 @@ RegistryOpt = Annotated[
     typer.Option("--registry", envvar=REGISTRY_ENV, show_envvar=True, help="Registry root (default: ./registry)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
-RefArg = Annotated[str, typer.Argument(help="A set: NAME, NAME:vN, NAME:latest or NAME:ALIAS.")]
+RefArg = Annotated[
+    str, typer.Argument(help="A set: NAME, NAME:vN, NAME:latest or NAME:ALIAS.", autocompletion=complete_sets)
+]
 
 
 def _registry(root: Path | None) -> Registry:
@@ -39,6 +42,14 @@ def _registry(root: Path | None) -> Registry:
 
 def _say(message: str) -> None:
     console.stdout.print(message, highlight=False, markup=False)
+
+
+def _report(data: dict[str, Any], message: str, as_json: bool) -> None:
+    """What a command did: ``data`` as JSON for scripts, or ``message`` for people."""
+    if as_json:
+        console.print_json(data)
+    else:
+        _say(message)
 
 
 def show(
@@ -147,6 +158,7 @@ def export(
         typer.Option("--overwrite", help="Replace a previous export in the --folder or --pt target."),
     ] = False,
     registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export a set as an image grid (PNG, JPEG, WebP), DC/MTT-style .pt tensors, or an ImageFolder.
 
@@ -171,17 +183,23 @@ def export(
         exchange.check_folder_target(path, overwrite)
     synset = _registry(registry).load(ref)
     ref_text = synset.metadata["ref"]
+    report: dict[str, Any] = {"ref": ref_text, "kind": kind}
     if kind == "grid":
         written = exchange.export_grid(synset, path, per_class=cap)
-        _say(f"Exported {ref_text} to {written.path} ({written.format})")
+        report.update(path=str(written.path), format=written.format, per_class=written.shown)
         if written.capped:
             console.notify(
                 f"showing {written.shown} of {written.available} images per class (--per-class all for every one)"
             )
     elif kind == "pt":
-        _say(f"Exported {ref_text} to {exchange.export_pt(synset, path, overwrite=overwrite)}")
+        report["path"] = str(exchange.export_pt(synset, path, overwrite=overwrite))
     else:
-        _say(f"Exported {ref_text} to {exchange.export_folder(synset, path, overwrite=overwrite)}")
+        report["path"] = str(exchange.export_folder(synset, path, overwrite=overwrite))
+    _report(
+        report,
+        f"Exported {ref_text} to {report['path']}" + (f" ({report['format']})" if "format" in report else ""),
+        as_json,
+    )
 
 
 def import_(
@@ -189,18 +207,22 @@ def import_(
     name: Annotated[str, typer.Option("--name", help="Name to store the set under.")],
     data: Annotated[str | None, typer.Option("--data", help="Dataset of .pt tensors (e.g. cifar10).")] = None,
     registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Import a set from a condensekit HDF5 file or an images.pt/labels.pt pair."""
     from condensekit.registry.exchange import import_set
 
     saved = import_set(path, name, _registry(registry), dataset=data)
-    _say(f"Imported {path} as {saved.ref}")
+    _report(
+        {"ref": saved.ref, "path": str(saved.path), "source": str(path)}, f"Imported {path} as {saved.ref}", as_json
+    )
 
 
 def rm(
     ref: RefArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Remove one set version (its file, aliases and evaluations)."""
     reg = _registry(registry)
@@ -213,17 +235,18 @@ def rm(
         if not confirmed:
             raise CondensekitError(f"{target.ref} was not removed (answer y, or pass --yes)")
     reg.remove(target.ref)
-    _say(f"Removed {target.ref}")
+    _report({"removed": target.ref, "path": str(target.path)}, f"Removed {target.ref}", as_json)
 
 
 def tag(
     ref: RefArg,
     alias: Annotated[str, typer.Argument(help="Alias to point at this version (moved if it exists).")],
     registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Point ALIAS of a set at the version REF resolves to."""
     target = _registry(registry).tag(ref, alias)
-    _say(f"{target.name}:{alias} -> {target.ref}")
+    _report({"alias": f"{target.name}:{alias}", "ref": target.ref}, f"{target.name}:{alias} -> {target.ref}", as_json)
 
 
 def check(
@@ -231,17 +254,22 @@ def check(
         bool, typer.Option("--fix", help="Remove leftover and orphan files, dangling rows and unreadable checkpoints.")
     ] = False,
     registry: RegistryOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Verify the registry: leftover writes, orphan files, missing files, sha256 of every file, run folders."""
     reg = _registry(registry)
     problems = reg.check(fix=fix)
-    for problem in problems:
-        _say(problem)
     remaining = reg.check() if fix and problems else problems
+    if as_json:
+        console.print_json({"root": str(reg.root), "problems": problems, "fixed": fix, "remaining": remaining})
+    else:
+        for problem in problems:
+            _say(problem)
     if remaining:
         hint = "" if fix else "; run `condensekit registry check --fix` to clean up what can be"
         raise RegistryError(f"{len(remaining)} problem(s) in the registry at {reg.root}{hint}")
-    _say(f"Registry at {reg.root} is consistent")
+    if not as_json:
+        _say(f"Registry at {reg.root} is consistent")
 
 
 def register(app: typer.Typer) -> None:
