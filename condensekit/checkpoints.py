@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from condensekit.registry.store import write_error
 
 
 def run_key(**identity: Any) -> str:
@@ -22,13 +25,16 @@ class FileCheckpointer:
     """Implements the ``Checkpointer`` protocol of ``condensekit.methods.base``.
 
     ``save`` writes atomically (temporary file, fsync, rename), so an interrupted save never
-    leaves a truncated checkpoint behind. ``load`` returns None unless resuming.
+    leaves a truncated checkpoint behind, and a save the disk refuses (full, file-size limit,
+    permissions) is a one-line ``RegistryError`` that keeps the previous checkpoint. ``load``
+    returns None unless resuming. ``registry_root`` names the registry in that error.
     """
 
-    def __init__(self, path: Path, every: int, resume: bool) -> None:
+    def __init__(self, path: Path, every: int, resume: bool, registry_root: Path | None = None) -> None:
         self.path = Path(path)
         self.every = max(0, int(every))
         self.resume = resume
+        self.registry_root = registry_root if registry_root is not None else self.path.parent
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -40,13 +46,24 @@ class FileCheckpointer:
         return int(payload["iteration"]), payload["state"]
 
     def save(self, iteration: int, state: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Serialized in memory first: torch.save on a file turns ENOSPC/EFBIG into a bare
+        # RuntimeError, while plain writes raise the OSError that says what happened.
+        buffer = io.BytesIO()
+        torch.save({"iteration": iteration, "state": state}, buffer)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        with open(tmp, "wb") as fh:
-            torch.save({"iteration": iteration, "state": state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(buffer.getbuffer())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            kept = "the previous checkpoint is kept" if self.path.exists() else "no checkpoint was kept"
+            raise write_error(
+                exc, self.registry_root, f"checkpoint of iteration {iteration} not saved, {kept}"
+            ) from None
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -125,7 +125,7 @@ class Registry:
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise _write_error(exc, self.root) from None
+                raise write_error(exc, self.root) from None
             raise
         columns = {key: written.get(key) for key in ("method", "dataset", "ipc", "backbone", "resolution")}
         columns["size"] = len(synset)
@@ -295,7 +295,7 @@ class Registry:
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                raise _write_error(exc, self.root) from None
+                raise write_error(exc, self.root) from None
             raise
         meta = {
             "dataset": experts.dataset,
@@ -494,7 +494,7 @@ class Registry:
         try:
             return self._temp_path()
         except OSError as exc:  # e.g. the folder changed since the check
-            raise _write_error(exc, self.root) from None
+            raise write_error(exc, self.root) from None
 
     def _commit(
         self, tmp: Path, kind: str, name: str, sha: str, metadata: dict[str, Any], columns: dict[str, Any]
@@ -522,7 +522,7 @@ class Registry:
             elif index.version(kind, name, version) is None:
                 _unlink(final)
             if isinstance(exc, (OSError, sqlite3.DatabaseError)):  # e.g. "database or disk is full"
-                raise _write_error(exc, self.root) from None
+                raise write_error(exc, self.root) from None
             raise
         return self.resolve(f"{name}:v{version}", kind)
 
@@ -679,8 +679,9 @@ def _user() -> str:
         return "this user" if uid is None else f"uid {uid}"
 
 
-def _write_error(exc: OSError | sqlite3.DatabaseError, root: Path) -> RegistryError:
-    """The one-line error of a failed registry write: the problem and what to do about it."""
+def write_error(exc: OSError | sqlite3.DatabaseError, root: Path, outcome: str = "nothing was saved") -> RegistryError:
+    """The one-line error of a failed registry write: the problem, what to do about it, and
+    what became of the write (``outcome``)."""
     code = getattr(exc, "errno", None)
     where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
     if code == errno.ENOSPC or "disk is full" in str(exc):
@@ -697,4 +698,4 @@ def _write_error(exc: OSError | sqlite3.DatabaseError, root: Path) -> RegistryEr
         reason = f"read-only file system{where}; pass --registry with a writable folder"
     else:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return RegistryError(f"cannot write to the registry at {root}: {reason}; nothing was saved")
+    return RegistryError(f"cannot write to the registry at {root}: {reason}; {outcome}")
