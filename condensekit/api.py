@@ -36,11 +36,13 @@ from condensekit.errors import (
 )
 from condensekit.experts import Experts
 from condensekit.methods.base import (
+    CLASS_SIZE,
     Checkpointer,
     DistillContext,
     ExpertsRequest,
     Method,
     ProgressCallback,
+    check_config,
 )
 from condensekit.methods.common import frozen, initial_images, siamese_params
 from condensekit.methods.loop import run_iterations
@@ -69,6 +71,9 @@ __all__ = [
     "Experts",
     "DatasetInfo",
     "RealData",
+    # config ranges: field metadata ("min", "max", "choices", "max": CLASS_SIZE) checked by core
+    "check_config",
+    "CLASS_SIZE",
     # loop and matching helpers
     "run_iterations",
     "class_means",

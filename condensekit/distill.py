@@ -31,11 +31,11 @@ from typing import Any
 import torch
 
 from condensekit import __version__, distributed, plugins, runtime
-from condensekit.backbones import check_backbone_name, create_backbone
+from condensekit.backbones import check_backbone, create_backbone
 from condensekit.checkpoints import FileCheckpointer, NoCheckpoints, run_key
-from condensekit.data import dataset_info, load_dataset
+from condensekit.data import check_available, dataset_info, load_dataset
 from condensekit.data.base import DatasetInfo
-from condensekit.errors import InterruptError, PluginError, UsageError
+from condensekit.errors import InterruptError, PluginError, RegistryError, UsageError
 from condensekit.experts import ExpertsPlan, plan_experts, provide_experts
 from condensekit.methods.base import DistillContext, Method, ProgressCallback
 from condensekit.registry import Registry, SetVersion
@@ -157,6 +157,13 @@ class DistillResult:
 def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
     """Resolve and validate ``request`` without loading data (fast; errors surface early).
 
+    Every input a run would fail on later is refused here, in one line, before any image is
+    decoded, network built or file written: the numbers, the name, the method's config
+    ranges (:func:`~condensekit.methods.base.check_config`), the data being there (or
+    downloadable from here), ``--ipc`` and real batches against the smallest class (counted
+    from the labels alone), the backbone at this resolution (built on the ``meta`` device),
+    and the registry (writable; the name not holding another dataset's sets).
+
     ``registry`` (a :class:`~condensekit.registry.Registry`) is read for experts; by default it
     is opened at ``request.registry``.
     """
@@ -174,13 +181,20 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
         validate_name(request.name)
     cls, info = plugins.load_method(request.method)
     ds = dataset_info(request.data, request.resolution)
+    ds = dataclasses.replace(ds, class_sizes=check_available(ds.name, "train", ds.resolution, request.data_root))
+    smallest = ds.smallest_class
+    if smallest is not None and request.ipc > smallest:
+        raise UsageError(
+            f"--ipc {request.ipc} is more than the {smallest} train images in the smallest class of "
+            f"{ds.name}; use --ipc {smallest} or less"
+        )
     try:
         method = cls.configured(ds, request.ipc, request.preset, **dict(request.config))
     except TypeError as exc:
         raise UsageError(f"invalid option for method {request.method!r}: {exc}") from None
     config = method.config
     backbone = request.backbone or method.preferred_backbone(ds) or ds.default_backbone
-    check_backbone_name(backbone)
+    check_backbone(backbone, channels=ds.channels, num_classes=ds.num_classes, resolution=ds.resolution)
     iterations = request.iterations
     if iterations is None:
         iterations = method.default_iterations(ds, request.ipc)
@@ -198,6 +212,12 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
         device = group.device(device)
     if registry is None and request.registry is not None:
         registry = Registry(request.registry)
+    output_name = None
+    if request.registry is not None:
+        output_name = request.name or default_name(info.name, ds.name, f"ipc{request.ipc}")
+        output = registry if isinstance(registry, Registry) else Registry(request.registry)
+        output.check_writable()  # before hours of work whose set could not be saved
+        _check_name_holds(output, output_name, ds.name)
     experts = None
     experts_request = method.experts_request(ds)
     if experts_request is None and request.experts:
@@ -216,9 +236,6 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
         experts=None if experts is None else experts.recipe_hash,
         world=world,
     )
-    output_name = None
-    if request.registry is not None:
-        output_name = request.name or default_name(info.name, ds.name, f"ipc{request.ipc}")
     every = DEFAULT_CHECKPOINT_EVERY if request.checkpoint_every is None else request.checkpoint_every
     classes = tuple(distributed.partition(range(ds.num_classes), rank, world))
     return Plan(
@@ -238,6 +255,18 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
         output_name,
         every,
     )
+
+
+def _check_name_holds(registry: Registry, name: str, dataset: str) -> None:
+    """One name holds the versions of one dataset: ``name:v2`` of another dataset than
+    ``name:v1`` would make ``name`` (its latest) and comparisons across versions mean
+    different data. RegistryError naming the dataset it holds and the fix."""
+    for row in registry.list_sets():
+        if row["name"] == name and row["dataset"] not in (None, dataset):
+            raise RegistryError(
+                f"set name {name!r} holds versions of {row['dataset']} (latest {name}:v{row['latest']}), "
+                f"not {dataset}; pass another --name, e.g. --name {name}-{dataset}"
+            )
 
 
 def run(
@@ -404,7 +433,9 @@ def distill(
 
     Under torchrun each rank distills its share of the classes; rank 0 saves the set.
     """
-    root = getattr(registry, "root", registry)
+    # A Registry, or its root as a str or Path (a Path has a ``root`` attribute too: "/").
+    opened = registry if isinstance(registry, Registry) else None
+    root = opened.root if opened is not None else registry
     request = DistillRequest(
         method,
         data,
@@ -413,7 +444,7 @@ def distill(
         config=options.pop("config", None) or {},
         **options,
     )
-    result = run(plan(request, registry if hasattr(registry, "root") else None), progress=progress, notify=notify)
+    result = run(plan(request, opened), progress=progress, notify=notify)
     record(result)
     return result
 

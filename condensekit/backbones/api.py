@@ -61,6 +61,33 @@ def check_backbone_name(name: str) -> None:
         )
 
 
+def check_backbone(name: str, *, channels: int, num_classes: int, resolution: int) -> None:
+    """Fail fast (one-line BackboneError) on a backbone that cannot be built for these inputs
+    (a ConvNet too deep for the resolution, a timm model refusing the size), before any data
+    is loaded. The throwaway network is built on the ``meta`` device: shapes are checked, no
+    weights are allocated or initialized. A factory that cannot build on ``meta`` is built
+    once on the CPU instead."""
+    check_backbone_name(name)
+    try:
+        with torch.device("meta"):
+            _build(name, channels, num_classes, resolution)
+        return
+    except BackboneError:
+        raise
+    except Exception:  # noqa: BLE001 -- some factories need real tensors: retried on the CPU below
+        pass
+    try:
+        _build(name, channels, num_classes, resolution)
+    except BackboneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- third-party factories raise anything: one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise BackboneError(
+            f"backbone {name!r} cannot be built for {channels}x{resolution}x{resolution} inputs "
+            f"({exc.__class__.__name__}: {reason}); choose another --backbone or --res"
+        ) from None
+
+
 def _build(name: str, channels: int, num_classes: int, resolution: int, **kwargs: Any) -> nn.Module:
     if name.startswith(TIMM_PREFIX):
         from condensekit.backbones.timm_adapter import TimmBackbone

@@ -114,7 +114,14 @@ def _click_type(tp: Any) -> Any:
 
 
 def config_options(method_cls: type[Method]) -> list[click.Option]:
-    """One option per config field: ``--field-name``, default None so presets still apply."""
+    """One option per config field: ``--field-name``, default None so presets still apply.
+
+    The help shows the default the option would take, and the range the field declares. A
+    None default ("chosen from the dataset and IPC") is shown as what it means, which the
+    field's help text says, never as a value such as "auto" that the option would refuse;
+    declared ``choices`` become a choice type, as a ``Literal`` does."""
+    from condensekit.methods.base import CHOICES, describe_range  # the method (torch) is loaded already
+
     hints = typing.get_type_hints(method_cls.Config)
     defaults = method_cls.make_config()
     options = []
@@ -126,13 +133,24 @@ def config_options(method_cls: type[Method]) -> list[click.Option]:
         flag = "--" + f.name.replace("_", "-")
         current = getattr(defaults, f.name)
         help_text = f.metadata.get("help", "")
-        shown = "auto" if current is None else current
-        help_text = f"{help_text} [default: {shown}]".strip()
+        notes = []
+        if current is not None:
+            notes.append(f"default: {current}")
+        elif "default" not in help_text.lower():  # the help text does not say what None means
+            notes.append("default: chosen from the dataset and IPC")
+        limits = describe_range(f)
+        if limits:
+            notes.append(limits)
+        help_text = f"{help_text} [{'; '.join(notes)}]".strip() if notes else help_text
         tp = _unwrap_optional(hints[f.name])
         if tp is bool:
             options.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=None, help=help_text))
-        else:
-            options.append(click.Option([flag, f.name], type=_click_type(tp), default=None, help=help_text))
+            continue
+        click_type = _click_type(tp)
+        choices = f.metadata.get(CHOICES)
+        if choices is not None and click_type is str and all(isinstance(c, str) for c in choices):
+            click_type = click.Choice(list(choices))
+        options.append(click.Option([flag, f.name], type=click_type, default=None, help=help_text))
     return options
 
 

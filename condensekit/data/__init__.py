@@ -11,6 +11,11 @@ A dataset name resolves, through the ``condensekit.datasets`` entry points, to a
    absent and the data root is writable, decoded once and written to (2). A resolution other
    than the native one is made from the native arrays of (1) or (2) when those exist.
 
+:func:`check_available` is what a run's plan calls first: it finds the same source without
+decoding anything, counts the images per class from the labels alone, and refuses an absent
+split that cannot be downloaded from here (data root not writable, no download host answering)
+before anything is created.
+
 The data root is ``--data-root`` > ``$CONDENSEKIT_DATA`` > ``~/.cache/condensekit/data``; the
 cache dir is ``$CONDENSEKIT_CACHE`` > ``~/.cache/condensekit``. The cache is never written into
 the data root, which may be shared or read-only. It is keyed by dataset name and resolution
@@ -44,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from condensekit import paths, plugins
-from condensekit.data.cache import SPLITS, ensure_fits, peek, read_arrays, write_arrays
+from condensekit.data.cache import SPLITS, ensure_fits, peek, read_arrays, read_labels, write_arrays
 from condensekit.data.catalog import DatasetSpec, default_backbone
 from condensekit.data.loaders import resize_array
 from condensekit.errors import CondensekitError, DatasetError, PluginError, UsageError
@@ -59,6 +64,7 @@ __all__ = [
     "DatasetSpec",
     "RealData",
     "cache_path",
+    "check_available",
     "dataset_info",
     "default_backbone",
     "describe_datasets",
@@ -119,6 +125,38 @@ def _cached_files(spec: DatasetSpec, split: str, resolution: int, root: Path) ->
     if spec.cache:
         found.append(paths.cache_dir() / folder / f"{split}.npz")
     return [p for p in found if p.is_file()]
+
+
+def check_available(
+    name: str, split: str = "train", resolution: int | None = None, data_root: str | Path | None = None
+) -> tuple[int, ...] | None:
+    """Make sure one split can be loaded, and count its images per class, without decoding any.
+
+    Where :func:`load_arrays` would read (an array cache, else the dataset's files) only the
+    labels are read: ``y`` of a cache file, or the reader's ``labels`` (MNIST's label file,
+    the file names in class folders). Returns the images per class, or None when the labels
+    cannot be had without the images (CIFAR's pickles before their cache exists) or the split
+    will be downloaded. A split that is absent and cannot be downloaded from here (the data
+    root cannot be written, or no download host answers) is a one-line DatasetError saying
+    what is missing where and how to get it; nothing is created.
+    """
+    spec = get_spec(name)
+    split = _check_split(split)
+    res = spec.resolution(resolution)
+    root = paths.data_root(data_root)
+    cached = _cached_files(spec, split, res, root)
+    if not cached and spec.native_resolution is not None and res != spec.native_resolution:
+        cached = _cached_files(spec, split, spec.native_resolution, root)  # resized from these
+    if cached:
+        labels: np.ndarray | None = read_labels(cached[0])
+    elif spec.present(root, split):
+        labels = spec.labels(root, split)
+    else:
+        spec.check_download(root, split, res)
+        return None
+    if labels is None or len(labels) == 0 or int(labels.min()) < 0 or int(labels.max()) >= spec.num_classes:
+        return None  # unknown, or invalid: loading reports invalid labels with the details
+    return tuple(int(n) for n in np.bincount(labels, minlength=spec.num_classes))
 
 
 def _validate(spec: DatasetSpec, resolution: int, x: np.ndarray, y: np.ndarray, origin: str) -> None:

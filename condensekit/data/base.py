@@ -16,7 +16,7 @@ log = logging.getLogger("condensekit.data")
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Static facts about a dataset at one resolution (no data loaded)."""
+    """Facts about a dataset at one resolution (no images loaded)."""
 
     name: str
     num_classes: int
@@ -26,6 +26,15 @@ class DatasetInfo:
     std: tuple[float, ...]
     class_names: tuple[str, ...]
     default_backbone: str = "convnet"
+    #: Train images per class found under the data root, when core counted them before the
+    #: run (``plan`` does, from the labels alone); None where unknown. Bounds ``--ipc`` and
+    #: the config fields declared ``"max": "class_size"``.
+    class_sizes: tuple[int, ...] | None = None
+
+    @property
+    def smallest_class(self) -> int | None:
+        """Train images in the smallest class (None: not counted)."""
+        return min(self.class_sizes) if self.class_sizes else None
 
     def normalize(self, unit: torch.Tensor) -> torch.Tensor:
         """[0, 1] pixels -> the dataset's normalized space."""

@@ -96,6 +96,16 @@ def read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def read_labels(path: Path) -> np.ndarray:
+    """Only ``y`` of one cache file (a zip member read on its own: the images are not touched),
+    for checks that need the class sizes before a run loads anything."""
+    try:
+        with np.load(path) as data:
+            return np.asarray(data["y"], dtype=np.int64)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"array cache {path} is unreadable ({exc}); delete it to rebuild it") from None
+
+
 def available_memory() -> int | None:
     """``MemAvailable`` from ``/proc/meminfo`` in bytes; None where it cannot be read."""
     if not sys.platform.startswith("linux"):

@@ -12,8 +12,11 @@ import contextlib
 import io
 import os
 import pickle
+import shutil
 import socket
-from collections.abc import Iterator
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -29,7 +32,14 @@ if TYPE_CHECKING:
 
 
 class Reader(Protocol):
-    """What a spec needs of its reader (see :mod:`condensekit.data.loaders`)."""
+    """What a spec needs of its reader (see :mod:`condensekit.data.loaders`).
+
+    Two more methods are optional (core uses them when a reader has them):
+    ``download_urls(split) -> tuple[str, ...]`` (where a download comes from, so a run on a
+    machine that cannot reach them is refused when it is planned, before anything is created)
+    and ``labels(root, split) -> np.ndarray | None`` (the class of every image, read without
+    decoding images, so ``--ipc`` and real batches are checked against the class sizes).
+    """
 
     def expected_files(self, split: str) -> tuple[str, ...]: ...
     def present(self, root: Path, split: str) -> bool: ...
@@ -43,6 +53,8 @@ _BACKBONE_BY_RESOLUTION: tuple[tuple[int, str], ...] = ((32, "convnet"), (64, "c
 
 #: Seconds a download may stall on one network operation before it is abandoned.
 DOWNLOAD_TIMEOUT = 30.0
+#: Seconds a planned run waits for a download host to accept a connection.
+PROBE_TIMEOUT = 5.0
 
 
 def default_backbone(resolution: int) -> str:
@@ -63,11 +75,60 @@ def _download_guard() -> Iterator[None]:
 
 
 def _writable(path: Path) -> bool:
-    """Whether ``path`` (or the nearest existing folder above it) can be written."""
+    """Whether ``path`` (or, while it does not exist, the nearest existing path above it) is
+    a folder this process can create files in."""
     for candidate in (path, *path.parents):
         if candidate.exists():
-            return os.access(candidate, os.W_OK)
+            return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
     return False
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The topmost folder of ``path`` that does not exist yet (None: ``path`` exists): what
+    creating ``path`` would create, so a failed download can remove exactly that."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return missing
+        missing = candidate
+    return missing
+
+
+def _remove(path: Path) -> None:
+    """Remove what a failed download left at ``path`` (a folder tree or a partial file)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _probe_address(url: str) -> tuple[str, int] | None:
+    """The (host, port) a download of ``url`` first connects to: the proxy urllib would use
+    for it, else the URL's own host."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        proxied = urllib.parse.urlsplit(proxy if "//" in proxy else f"http://{proxy}")
+        if proxied.hostname:
+            return proxied.hostname, proxied.port or (443 if proxied.scheme == "https" else 80)
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def unreachable(urls: Sequence[str], timeout: float = PROBE_TIMEOUT) -> list[str]:
+    """The hosts of ``urls`` tried without answer, or ``[]`` as soon as one accepts a TCP
+    connection (nothing is downloaded): a cheap "are we online" before promising a download."""
+    tried: list[str] = []
+    for address in dict.fromkeys(a for a in map(_probe_address, urls) if a is not None):
+        try:
+            socket.create_connection(address, timeout=timeout).close()
+        except OSError:
+            tried.append(address[0])
+            continue
+        return []
+    return tried
 
 
 def _reason(exc: BaseException) -> str:
@@ -136,6 +197,49 @@ class DatasetSpec:
     def present(self, root: Path, split: str = "train") -> bool:
         return self.reader.present(root, split)
 
+    def labels(self, root: Path, split: str = "train") -> np.ndarray | None:
+        """The class of every image of one split from its files under ``root``, without
+        decoding images; None when the files are absent or the reader cannot tell cheaply."""
+        read_labels = getattr(self.reader, "labels", None)
+        if read_labels is None or not self.reader.present(root, split):
+            return None
+        try:
+            labels = read_labels(root, split)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DatasetError(
+                f"cannot read the labels of {self.name} ({split}) in {root}: {_reason(exc)}; "
+                f"check or delete {', '.join(self.expected_files(split))} and retry"
+            ) from None
+        return None if labels is None else np.asarray(labels, dtype=np.int64)
+
+    def _missing(self, root: Path, split: str, resolution: int) -> str:
+        return (
+            f"dataset {self.name!r} ({split} split) not found in {root}: expected "
+            f"{' + '.join(self.expected_files(split))}, or the array cache {self.cache_folder(resolution)}/{split}.npz"
+        )
+
+    def check_download(self, root: Path, split: str, resolution: int | None = None) -> None:
+        """For a split absent from ``root``: return if a run could download it (the folder can
+        be written and a download host answers), else raise the one-line DatasetError that
+        says what is missing where and how to get it. Creates nothing."""
+        res = self.resolution(resolution)
+        missing = self._missing(root, split, res)
+        if not _writable(root):
+            raise DatasetError(
+                f"{missing}; {root} cannot be created or written, so it cannot be downloaded there; "
+                f"point --data-root or CONDENSEKIT_DATA to a folder that has it"
+            )
+        urls = getattr(self.reader, "download_urls", None)
+        if urls is None:
+            return  # a third-party reader that does not say: the run tries its download
+        hosts = unreachable(urls(split))
+        if hosts:
+            raise DatasetError(
+                f"{missing}; it cannot be downloaded from here (no connection to {', '.join(hosts)}), "
+                f"so nothing was created; fetch them where the internet is reachable (a run there downloads "
+                f"them) and copy them into {root}, or point --data-root or CONDENSEKIT_DATA to a folder that has them"
+            )
+
     def read(self, root: Path, split: str, resolution: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Read one split from its files under ``root``, downloading them first if absent.
 
@@ -159,29 +263,34 @@ class DatasetSpec:
             ) from None
 
     def _download(self, root: Path, split: str, resolution: int) -> None:
-        """Fetch absent files into a writable ``root``, or say in one line what is missing where."""
-        missing = (
-            f"dataset {self.name!r} ({split} split) not found in {root}: expected "
-            f"{' + '.join(self.expected_files(split))}, or the array cache {self.cache_folder(resolution)}/{split}.npz"
-        )
+        """Fetch absent files into a writable ``root``, or say in one line what is missing where.
+
+        A failed download removes the folders it created (torchvision makes ``MNIST/raw``
+        before fetching anything), so a retry elsewhere leaves no empty tree behind."""
+        missing = self._missing(root, split, resolution)
         if not _writable(root):
             raise DatasetError(
                 f"{missing}; the folder is not writable, so nothing was downloaded; "
                 f"point --data-root or CONDENSEKIT_DATA to a folder that has it"
             )
+        created = _first_missing(root)
+        tops = {Path(f).parts[0] for f in self.expected_files(split) if Path(f).parts}
+        before = {name for name in tops if (root / name).exists()}
         try:
             root.mkdir(parents=True, exist_ok=True)
             with _download_guard():
                 self.reader.download(root, split, resolution)
-        except DatasetError:
-            raise
-        except Exception as exc:  # noqa: BLE001 -- urllib, tarfile, torchvision: any download failure is one line
+            if not self.reader.present(root, split):
+                raise DatasetError(f"{missing}; the download did not provide these files")
+        except BaseException as exc:
+            for leftover in [created] if created is not None else [root / name for name in tops - before]:
+                _remove(leftover)
+            if isinstance(exc, (DatasetError, KeyboardInterrupt, SystemExit)) or not isinstance(exc, Exception):
+                raise
             raise DatasetError(
                 f"{missing}; downloading it failed ({_reason(exc)}); "
                 f"connect to the internet or point --data-root to a folder that has it"
             ) from None
-        if not self.reader.present(root, split):
-            raise DatasetError(f"{missing}; the download did not provide these files")
 
 
 # Standard normalizations (the DC/DSA/DM/MTT/DANCE code values) and class names.

@@ -6,7 +6,12 @@ Each reader is a small object with five methods, used by :class:`~condensekit.da
 - ``present(root, split)``: whether they are there;
 - ``where(root, split)``: the folder or file they are in (for ``condensekit list datasets``);
 - ``download(root, split, resolution)``: fetch them (torchvision's own downloader where it has one);
-- ``read(root, split, resolution, channels)``: decode one split at ``resolution``.
+- ``read(root, split, resolution, channels)``: decode one split at ``resolution``;
+
+and two optional ones, which let a run be checked when it is planned, before any image is
+decoded: ``download_urls(split)`` (where a download would come from: a machine that cannot
+reach them is told so, and nothing is created) and ``labels(root, split)`` (the class of every
+image, or None when that needs the images: ``--ipc`` is checked against the class sizes).
 
 A third-party dataset plugin may ship its own reader with these methods. torchvision is
 imported inside the methods only, so listing datasets does not import it.
@@ -14,6 +19,7 @@ imported inside the methods only, so listing datasets does not import it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -68,6 +74,17 @@ def decode(dataset: Any, resolution: int, channels: int, what: str) -> tuple[np.
         image, y[i] = dataset[i]
         x[i] = fit(image, resolution)
     return x, y
+
+
+#: The image suffixes torchvision's folder datasets read (``torchvision.datasets.folder.IMG_EXTENSIONS``).
+_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"})
+
+
+def _count_images(folder: Path) -> int:
+    """Image files directly in ``folder`` (0 when it is absent): a class's size, from names only."""
+    if not folder.is_dir():
+        return 0
+    return sum(1 for entry in os.scandir(folder) if Path(entry.name).suffix.lower() in _IMAGE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,28 @@ class TorchvisionArrays:
     def download(self, root: Path, split: str, resolution: int) -> None:
         self._open(root, split, download=True)
 
+    def download_urls(self, split: str) -> tuple[str, ...]:
+        """Where the torchvision class downloads from: its mirrors, archive or split files."""
+        import torchvision.datasets
+
+        cls = getattr(torchvision.datasets, self.class_name)
+        urls: list[str] = list(getattr(cls, "mirrors", ()))  # MNIST, FashionMNIST
+        if isinstance(getattr(cls, "url", None), str):  # CIFAR
+            urls.append(cls.url)
+        urls.extend(entry[0] for entry in getattr(cls, "split_list", {}).values())  # SVHN
+        return tuple(urls)
+
+    def labels(self, root: Path, split: str) -> np.ndarray | None:
+        """MNIST-style label files (``*labels-idx1-ubyte``) are read directly: 8 header bytes
+        and one byte per image. Other layouts keep labels beside the images: None."""
+        names = [f for f in self.expected_files(split) if f.endswith("labels-idx1-ubyte")]
+        if not names:
+            return None
+        raw = (root / names[0]).read_bytes()
+        if len(raw) < 8 or int.from_bytes(raw[:4], "big") != 2049 or int.from_bytes(raw[4:8], "big") != len(raw) - 8:
+            raise ValueError(f"{names[0]} is not an idx1 label file")
+        return np.frombuffer(raw, dtype=np.uint8, offset=8).astype(np.int64)
+
     def read(self, root: Path, split: str, resolution: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
         ds = self._open(root, split, download=False)
         x = np.asarray(ds.data, dtype=np.uint8)
@@ -193,6 +232,17 @@ class FastaiFolders:
         found = self._found(root, split)
         return str(root / found[1]) if found else ""
 
+    def download_urls(self, split: str) -> tuple[str, ...]:
+        return tuple(self.url.format(suffix=folder[len(self.stem) :]) for _, folder in self._folders())
+
+    def labels(self, root: Path, split: str) -> np.ndarray | None:
+        """One label per image file in each class folder, counted without opening them."""
+        found = self._found(root, split)
+        if found is None:
+            return None
+        base = root / found[1] / _FOLDER_SPLIT[split]
+        return np.repeat(np.arange(len(self.wnids)), [_count_images(base / wnid) for wnid in self.wnids])
+
     def download(self, root: Path, split: str, resolution: int) -> None:
         size, folder = self._folders(resolution)[0]
         if self.torchvision_class:
@@ -249,6 +299,13 @@ class TinyImageNetFolders:
     def download(self, root: Path, split: str, resolution: int) -> None:
         _download_archive(self.url, root, self.md5)
 
+    def download_urls(self, split: str) -> tuple[str, ...]:
+        return (self.url,)
+
+    def labels(self, root: Path, split: str) -> np.ndarray | None:
+        """The classes of the file list :meth:`read` would decode (no image is opened)."""
+        return np.array([label for _, label in self._samples(root / self.folder, split)], dtype=np.int64)
+
     def _samples(self, base: Path, split: str) -> list[tuple[Path, int]]:
         label = {wnid: i for i, wnid in enumerate(self.wnids)}
         if split == "train":
@@ -288,6 +345,10 @@ class EmbeddedArrays:
         raise DatasetError(
             f"the embedded file {self.file} is missing from the installed package; reinstall condensekit"
         )
+
+    def labels(self, root: Path, split: str) -> np.ndarray | None:
+        with (files("condensekit.data") / "embedded" / self.file).open("rb") as fh, np.load(fh) as data:
+            return np.asarray(data[f"y_{split}"], dtype=np.int64)
 
     def read(self, root: Path, split: str, resolution: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
         with (files("condensekit.data") / "embedded" / self.file).open("rb") as fh, np.load(fh) as data:

@@ -33,10 +33,27 @@ REAL_CHUNK = 256
 
 @dataclass
 class DMConfig:
-    lr_img: float = field(default=1.0, metadata={"help": "SGD learning rate of the synthetic images"})
-    momentum: float = field(default=0.5, metadata={"help": "SGD momentum of the synthetic images"})
-    batch_real: int = field(default=256, metadata={"help": "real images per class per iteration"})
-    init: str = field(default="real", metadata={"help": "initialization: real (random real images) or noise"})
+    """DM's options; each field's metadata declares its range (core checks them before any work)."""
+
+    lr_img: float = field(
+        default=1.0, metadata={"help": "SGD learning rate of the synthetic images", "min": 0, "min_exclusive": True}
+    )
+    momentum: float = field(
+        default=0.5,
+        metadata={"help": "SGD momentum of the synthetic images", "min": 0, "max": 1, "max_exclusive": True},
+    )
+    batch_real: int = field(
+        default=256,
+        metadata={
+            "help": "real images per class per iteration (the default is capped at the smallest class)",
+            "min": 1,
+            "max": "class_size",
+        },
+    )
+    init: str = field(
+        default="real",
+        metadata={"help": "initialization: real (random real images) or noise", "choices": ("real", "noise")},
+    )
     dsa_strategy: str = field(
         default="color_crop_cutout_flip_scale_rotate", metadata={"help": "DSA strategy string ('none' to disable)"}
     )
@@ -52,6 +69,13 @@ class DistributionMatching(Method):
     Config = DMConfig
     partitionable = True
     smoke_config: ClassVar[dict[str, Any]] = {"batch_real": 16}
+
+    def resolve_config(self, dataset: DatasetInfo, ipc: int) -> DMConfig:
+        """The config as is, once its strategy string is known to parse: an unknown op is a
+        one-line UsageError when the run is planned, not at its first iteration."""
+        DSA(self.config.dsa_strategy)
+        config: DMConfig = self.config
+        return config
 
     def default_iterations(self, dataset: DatasetInfo, ipc: int) -> int:
         return 20000

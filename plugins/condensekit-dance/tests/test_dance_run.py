@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -140,14 +142,45 @@ def test_a_named_expert_count_or_epochs_is_a_recipe() -> None:
     assert (request.num, request.epochs) == (2, 3)
 
 
-def test_bad_options_are_refused_in_one_line() -> None:
-    from condensekit.data import dataset_info
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"init": "zeros"}, r"^--init must be one of auto, real, mix, noise, got 'zeros'$"),
+        ({"factor": 0}, r"^--factor must be >= 1, got 0$"),
+        ({"factor": 33}, r"^--factor 33 is larger than the 32px images; use a smaller factor$"),
+        ({"lr_img": 0.0}, r"^--lr-img must be > 0, got 0\.0$"),
+        ({"momentum": -0.1}, r"^--momentum must be >= 0, got -0\.1$"),
+        ({"batch_real": 0}, r"^--batch-real must be >= 1, got 0$"),
+        ({"batch_real": 201}, r"^--batch-real must be <= 200, the train images in the smallest class of cifar10-mini"),
+        ({"batch_syn_max": 0}, r"^--batch-syn-max must be >= 1, got 0$"),
+        ({"iter_calib": -1}, r"^--iter-calib must be >= 0, got -1$"),
+        ({"num_experts": 0}, r"^--num-experts must be >= 1, got 0$"),
+        ({"expert_epochs": 0}, r"^--expert-epochs must be >= 1, got 0$"),
+        ({"aug": "color_blur"}, r"unknown DSA op\(s\) blur"),
+    ],
+)
+def test_bad_options_are_refused_in_one_line_when_the_run_is_planned(overrides: dict, message: str) -> None:
+    from condensekit.distill import DistillRequest, plan
     from condensekit.errors import UsageError
 
-    with pytest.raises(UsageError, match="unknown --init 'zeros'"):
-        DANCE(DANCE.make_config(init="zeros")).resolve_config(dataset_info("cifar10-mini"), 1)
-    with pytest.raises(UsageError, match="--factor must be >= 1"):
-        DANCE(DANCE.make_config(factor=0)).resolve_config(dataset_info("cifar10-mini"), 1)
+    with pytest.raises(UsageError, match=message) as info:
+        plan(DistillRequest("dance", "cifar10-mini", 1, config=overrides))  # before any expert or image
+    assert "\n" not in str(info.value)
+
+
+def test_every_numeric_field_declares_its_range_in_metadata() -> None:
+    """Core checks what the metadata declares; a numeric field without a range is unchecked."""
+    for f in dataclasses.fields(DANCE.Config):
+        if f.name in ("aug", "batched"):  # a parsed strategy string and a flag: no range to declare
+            continue
+        assert {"min", "max", "choices"} & set(f.metadata), f"{f.name} declares no range"
+
+
+def test_the_official_real_batch_is_capped_at_the_smallest_class() -> None:
+    from condensekit.data import dataset_info
+
+    subset = dataclasses.replace(dataset_info("imagenette"), class_sizes=(100,) * 10)  # the shared subset
+    assert DANCE.configured(subset, 1).config.batch_real == 100  # the preset's 128, capped and recorded
 
 
 def test_resuming_from_a_checkpoint_reproduces_the_uninterrupted_run(full_run, mini_experts, checkpoints) -> None:

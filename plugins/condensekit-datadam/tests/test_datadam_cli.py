@@ -48,4 +48,12 @@ def test_out_of_range_option_exits_2_with_one_line(capsys: pytest.CaptureFixture
     status = run(["distill", "datadam", "--data", "cifar10-mini", "--ipc", "1", "--power", "0"])
     assert status == ExitStatus.USAGE
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "power must be > 0" in lines[0]
+    assert lines == ["error: --power must be > 0, got 0.0"]
+
+
+def test_help_says_what_an_unset_value_means(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["distill", "datadam", "--help"]) == ExitStatus.SUCCESS
+    text = " ".join(capsys.readouterr().out.split()).split("--net-norm", 1)[1]  # the method's own options
+    assert "default: auto" not in text and "auto:" not in text  # no value the option would refuse
+    assert "(default: 1.0 for IPC <= 50, 10.0 above) [> 0]" in text
+    assert "(default: 0.01 up to 32 px, 0.02 above) [>= 0]" in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from condensekit.data import dataset_info
@@ -76,10 +78,15 @@ def test_explicit_backbone_and_iterations_win_over_the_preset() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"power": 0.0}, "power must be > 0"),
-        ({"init": "zeros"}, "init must be real or noise"),
-        ({"net_norm": "layer"}, "net_norm must be instance or batch"),
-        ({"batch_real": 0}, "batch_real must be >= 1"),
+        ({"power": 0.0}, "^--power must be > 0, got 0.0$"),
+        ({"lr_img": -1.0}, "^--lr-img must be > 0, got -1.0$"),
+        ({"mmd_weight": -0.5}, "^--mmd-weight must be >= 0, got -0.5$"),
+        ({"momentum": 1.0}, "^--momentum must be < 1, got 1.0$"),
+        ({"loss_scale": 0.0}, "^--loss-scale must be > 0, got 0.0$"),
+        ({"auto_iterations": -1}, "^--auto-iterations must be >= 0, got -1$"),
+        ({"init": "zeros"}, "^--init must be one of real, noise, got 'zeros'$"),
+        ({"net_norm": "layer"}, "^--net-norm must be one of instance, batch, got 'layer'$"),
+        ({"batch_real": 0}, "^--batch-real must be >= 1, got 0$"),
         ({"dsa_strategy": "color_blur"}, "blur"),
     ],
 )
@@ -87,3 +94,21 @@ def test_invalid_values_are_one_line_usage_errors(overrides: dict, message: str)
     with pytest.raises(UsageError, match=message) as info:
         DataDAM.make_config(**overrides)
     assert "\n" not in str(info.value)
+
+
+def test_every_numeric_field_declares_its_range_in_metadata() -> None:
+    """Core checks what the metadata declares; a numeric field without a range is unchecked."""
+    for f in dataclasses.fields(DataDAM.Config):
+        if f.name in ("dsa_strategy", "autocast"):  # a parsed string and a flag: no range to declare
+            continue
+        assert {"min", "max", "choices"} & set(f.metadata), f"{f.name} declares no range"
+
+
+def test_the_real_batch_is_bounded_by_the_smallest_class() -> None:
+    with pytest.raises(UsageError, match="--batch-real must be <= 200, the train images in the smallest class"):
+        plan(DistillRequest("datadam", "cifar10-mini", 1, config={"batch_real": 201}))
+    # A preset or default above the class is capped there (and recorded), not refused.
+    mini = dataclasses.replace(dataset_info("cifar10-mini"), class_sizes=(50,) * 10)
+    assert DataDAM.configured(mini, 1).config.batch_real == 50
+    with pytest.raises(UsageError, match="--batch-real must be <= 50"):
+        DataDAM.configured(mini, 1, batch_real=64)

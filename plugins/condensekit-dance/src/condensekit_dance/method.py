@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from condensekit.api import (
+    CLASS_SIZE,
     DSA,
     AugParams,
     DistillContext,
@@ -51,47 +52,66 @@ Init = Literal["auto", "real", "mix", "noise"]
 INITS: tuple[str, ...] = get_args(Init)
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+def _help(text: str, **limits: Any) -> dict[str, Any]:
+    """A field's metadata: its help text and the range core checks (``min``, ``max``, ...)."""
+    return {"help": text, **limits}
+
+
+_POSITIVE: dict[str, Any] = {"min": 0, "min_exclusive": True}
 
 
 @dataclass
 class DANCEConfig:
+    """DANCE's options. Ranges are declared in each field's metadata and checked by core
+    (``condensekit.api.check_config``) before any work; :func:`_validate` keeps the rules
+    metadata cannot say (the factor against the resolution, the strategy string)."""
+
     factor: int = field(
         default=2,
-        metadata=_help("multi-formation factor: each stored image holds factor x factor images (1 = plain)"),
+        metadata=_help("multi-formation factor: each stored image holds factor x factor images (1 = plain)", min=1),
     )
     lr_img: float | None = field(
         default=None,
-        metadata=_help("SGD learning rate of the images (default: 0.01*ipc, 0.1*ipc at 128 px and above)"),
+        metadata=_help("SGD learning rate of the images (default: 0.01*ipc, 0.1*ipc at 128 px and above)", **_POSITIVE),
     )
-    momentum: float = field(default=0.5, metadata=_help("SGD momentum of the images"))
-    batch_real: int = field(default=128, metadata=_help("real images per class per matching step"))
+    momentum: float = field(default=0.5, metadata=_help("SGD momentum of the images", min=0, max=1, max_exclusive=True))
+    batch_real: int = field(
+        default=128,
+        metadata=_help(
+            "real images per class per matching step (the default is capped at the smallest class)",
+            min=1,
+            max=CLASS_SIZE,
+        ),
+    )
     batch_syn_max: int = field(
-        default=200, metadata=_help("at most this many decoded synthetic images per class per step")
+        default=200, metadata=_help("at most this many decoded synthetic images per class per step", min=1)
     )
     iter_calib: int = field(
-        default=1, metadata=_help("calibration passes over the classes per iteration (0 disables calibration)")
+        default=1,
+        metadata=_help("calibration passes over the classes per iteration (0 disables calibration)", min=0),
     )
     num_experts: int | None = field(
         default=None,
         metadata=_help(
             "experts sampled from, each trained on the real data (default: all of the newest stored "
-            "experts; 5 when new ones are trained). Giving it or --expert-epochs asks for that recipe"
+            "experts; 5 when new ones are trained). Giving it or --expert-epochs asks for that recipe",
+            min=1,
         ),
     )
     expert_epochs: int | None = field(
         default=None,
         metadata=_help(
             "training epochs of each expert (default: those of the stored experts; 60, or 80 at "
-            "128 px and above, when new ones are trained)"
+            "128 px and above, when new ones are trained)",
+            min=1,
         ),
     )
     init: Init = field(
         default="auto",
         metadata=_help(
             "initialization: real (first ipc images per class), mix (first ipc*factor^2, tiled), "
-            "noise, or auto (mix when factor > 1, else real)"
+            "noise, or auto (mix when factor > 1, else real)",
+            choices=INITS,
         ),
     )
     aug: str = field(
@@ -107,23 +127,10 @@ class DANCEConfig:
 
 
 def _validate(cfg: DANCEConfig, resolution: int) -> None:
-    if cfg.factor < 1:
-        raise UsageError(f"--factor must be >= 1, got {cfg.factor}")
+    """The rules field metadata cannot declare (core has checked each field's own range)."""
     if cfg.factor > resolution:
         raise UsageError(f"--factor {cfg.factor} is larger than the {resolution}px images; use a smaller factor")
-    if cfg.init not in INITS:
-        raise UsageError(f"unknown --init {cfg.init!r}; choose one of {', '.join(INITS)}")
-    for name in ("batch_real", "batch_syn_max", "num_experts"):
-        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.iter_calib < 0:
-        raise UsageError(f"--iter-calib must be >= 0, got {cfg.iter_calib}")
-    if not 0 <= cfg.momentum < 1:
-        raise UsageError(f"--momentum must be in [0, 1), got {cfg.momentum}")
-    if cfg.lr_img is not None and cfg.lr_img <= 0:
-        raise UsageError(f"--lr-img must be positive, got {cfg.lr_img}")
-    if cfg.expert_epochs is not None and cfg.expert_epochs < 1:
-        raise UsageError(f"--expert-epochs must be >= 1, got {cfg.expert_epochs}")
+    DSA(cfg.aug, mode="idc")  # an unknown op is a one-line UsageError now, not at the first step
 
 
 class ExpertBank:

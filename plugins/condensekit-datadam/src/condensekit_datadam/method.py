@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from condensekit.api import (
+    CLASS_SIZE,
     DEFAULT_STRATEGY,
     DSA,
     AugParams,
@@ -58,39 +59,69 @@ BATCH_NORM_LAYERS: tuple[type[nn.Module], ...] = (
 )
 
 
+#: Metadata of a positive number, of a [0, 1) momentum (core checks declared ranges).
+_POSITIVE: dict[str, Any] = {"min": 0, "min_exclusive": True}
+_MOMENTUM: dict[str, Any] = {"min": 0, "max": 1, "max_exclusive": True}
+
+
 @dataclass
 class DataDAMConfig:
+    """DataDAM's options. Ranges are declared in each field's metadata and checked by core
+    (``condensekit.api.check_config``) before any work; ``__post_init__`` keeps what metadata
+    cannot say: that the strategy string parses."""
+
     net_norm: Literal["instance", "batch"] = field(
         default="instance",
         metadata={
             "help": "norm of the default distillation ConvNet: instance (the paper) or batch "
-            "(the released code); --backbone overrides it"
+            "(the released code); --backbone overrides it",
+            "choices": ("instance", "batch"),
         },
     )
     power: float = field(
         default=1.0,
-        metadata={"help": "attention power p in sum_c |F_c|^p (released code 1, paper 4)"},
+        metadata={"help": "attention power p in sum_c |F_c|^p (released code 1, paper 4)", **_POSITIVE},
     )
     mmd_weight: float | None = field(
         default=None,
-        metadata={"help": "lambda, weight of the embedding (MMD) term; auto: 0.01 up to 32 px, 0.02 above"},
+        metadata={
+            "help": "lambda, weight of the embedding (MMD) term (default: 0.01 up to 32 px, 0.02 above)",
+            "min": 0,
+        },
     )
     loss_scale: float = field(
         default=100.0,
-        metadata={"help": "factor on the whole loss (the released code's x100, which the image lr is tuned for)"},
+        metadata={
+            "help": "factor on the whole loss (the released code's x100, which the image lr is tuned for)",
+            **_POSITIVE,
+        },
     )
     lr_img: float | None = field(
         default=None,
-        metadata={"help": "SGD learning rate of the synthetic images; auto: 1.0 for IPC <= 50, 10.0 above"},
+        metadata={
+            "help": "SGD learning rate of the synthetic images (default: 1.0 for IPC <= 50, 10.0 above)",
+            **_POSITIVE,
+        },
     )
-    momentum: float = field(default=0.5, metadata={"help": "SGD momentum of the synthetic images"})
-    batch_real: int = field(default=64, metadata={"help": "real images per class per iteration"})
+    momentum: float = field(default=0.5, metadata={"help": "SGD momentum of the synthetic images", **_MOMENTUM})
+    batch_real: int = field(
+        default=64,
+        metadata={
+            "help": "real images per class per iteration (the default is capped at the smallest class)",
+            "min": 1,
+            "max": CLASS_SIZE,
+        },
+    )
     init: Literal["real", "noise"] = field(
-        default="real", metadata={"help": "initialization: real (random real images) or noise (standard normal)"}
+        default="real",
+        metadata={
+            "help": "initialization: real (random real images) or noise (standard normal)",
+            "choices": ("real", "noise"),
+        },
     )
     auto_iterations: int = field(
         default=8000,
-        metadata={"help": "iterations when --iterations is not given (paper 8000, released code 20000)"},
+        metadata={"help": "iterations when --iterations is not given (paper 8000, released code 20000)", "min": 0},
     )
     dsa_strategy: str = field(
         default=DEFAULT_STRATEGY, metadata={"help": "Siamese DSA strategy string ('none' to disable)"}
@@ -100,20 +131,6 @@ class DataDAMConfig:
     )
 
     def __post_init__(self) -> None:
-        checks: list[tuple[bool, str]] = [
-            (self.net_norm in ("instance", "batch"), f"net_norm must be instance or batch, got {self.net_norm!r}"),
-            (self.init in ("real", "noise"), f"init must be real or noise, got {self.init!r}"),
-            (self.power > 0, f"power must be > 0, got {self.power}"),
-            (self.mmd_weight is None or self.mmd_weight >= 0, f"mmd_weight must be >= 0, got {self.mmd_weight}"),
-            (self.loss_scale > 0, f"loss_scale must be > 0, got {self.loss_scale}"),
-            (self.lr_img is None or self.lr_img > 0, f"lr_img must be > 0, got {self.lr_img}"),
-            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
-            (self.batch_real >= 1, f"batch_real must be >= 1, got {self.batch_real}"),
-            (self.auto_iterations >= 0, f"auto_iterations must be >= 0, got {self.auto_iterations}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise UsageError(f"datadam: {message}")
         DSA(self.dsa_strategy)  # raises a UsageError naming the bad op
 
 
