@@ -36,7 +36,7 @@ from condensekit.checkpoints import FileCheckpointer, NoCheckpoints, run_key
 from condensekit.data import check_available, dataset_info, load_dataset
 from condensekit.data.base import DatasetInfo
 from condensekit.errors import InterruptError, PluginError, RegistryError, UsageError
-from condensekit.experts import ExpertsPlan, plan_experts, provide_experts
+from condensekit.experts import ExpertsPlan, ExpertsProgress, format_duration, plan_experts, provide_experts
 from condensekit.methods.base import DistillContext, Method, ProgressCallback
 from condensekit.registry import Registry, SetVersion
 from condensekit.registry.refs import default_name, validate_name
@@ -270,17 +270,23 @@ def _check_name_holds(registry: Registry, name: str, dataset: str) -> None:
 
 
 def run(
-    plan: Plan, *, progress: ProgressCallback | None = None, notify: Callable[[str], None] | None = None
+    plan: Plan,
+    *,
+    progress: ProgressCallback | None = None,
+    notify: Callable[[str], None] | None = None,
+    experts_progress: ExpertsProgress | None = None,
 ) -> DistillResult:
     """Distill this process's classes as planned; on rank 0 the result is the whole set.
 
-    Experts are provided first (loaded, or trained once by rank 0 and handed to the others);
-    the method's loop then runs with this run's checkpoints (``--resume`` continues them).
+    Experts are provided first (loaded, or trained once by rank 0 and handed to the others;
+    ``experts_progress`` follows their training); the method's loop then runs with this run's
+    checkpoints (``--resume`` continues them), and ``notify`` says what the whole run will
+    cost once a few iterations are measured.
     """
     notify = notify or log.info
     runtime.reuse_freed_memory()
     group = distributed.current()
-    reported = _LastIteration(progress)  # what a Ctrl-C reports (see _interrupted)
+    reported = _Watch(progress, plan, notify)  # its last iteration is what a Ctrl-C reports
     try:
         registry = None if plan.registry_root is None else Registry(plan.registry_root)
         ds = plan.dataset
@@ -288,7 +294,9 @@ def run(
         make_backbone = backbone_factory(plan.backbone, ds, plan.device, plan.request.compile)
         experts = None
         if plan.experts is not None:
-            experts = provide_experts(plan.experts, real, registry, plan.device, group, notify, plan.request.data_root)
+            experts = provide_experts(
+                plan.experts, real, registry, plan.device, group, notify, plan.request.data_root, experts_progress
+            )
         checkpointer = _checkpointer(plan, notify)
         ctx = DistillContext(
             data=real,
@@ -330,15 +338,34 @@ def run(
         raise
 
 
-class _LastIteration:
-    """The progress callback the method sees: passes each report on and remembers the last
-    iteration reported, so an interrupted run can say where it stopped."""
+class _Watch:
+    """The progress callback the method sees: passes each report on, remembers the last
+    iteration reported (an interrupted run says where it stopped), and once a few iterations
+    are timed says what the rest will cost, with the cheaper options, when that is long."""
 
-    def __init__(self, progress: ProgressCallback | None) -> None:
+    #: Iterations timed before the estimate, and the remaining time worth an estimate.
+    TIMED, WORTH_SAYING_S = 3, 120.0
+
+    def __init__(self, progress: ProgressCallback | None, plan: Plan, notify: Callable[[str], None]) -> None:
         self._progress = progress
+        self._plan = plan
+        self._notify = notify
+        self._first: tuple[int, float] | None = None
         self.last: int | None = None
 
     def __call__(self, iteration: int, **metrics: float) -> None:
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (iteration, now)
+        elif iteration - self._first[0] == self.TIMED:
+            per_iteration = (now - self._first[1]) / self.TIMED
+            remaining = per_iteration * (self._plan.iterations - iteration)
+            if remaining > self.WORTH_SAYING_S:
+                self._notify(
+                    f"about {format_duration(remaining)} left: {per_iteration:.2f} s per iteration on "
+                    f"{self._plan.device}, {self._plan.iterations - iteration} iterations to go"
+                    f" (cheaper: fewer --iterations{'' if self._plan.device.type == 'cuda' else ', a GPU'})"
+                )
         self.last = iteration
         if self._progress is not None:
             self._progress(iteration, **metrics)
@@ -481,7 +508,12 @@ def _checkpointer(plan: Plan, notify: Callable[[str], None]) -> Any:
     run_dir = plan.run_dir
     if run_dir is None:
         return NoCheckpoints()
-    checkpointer = FileCheckpointer(_checkpoint_path(plan), every=plan.checkpoint_every, resume=plan.request.resume)
+    checkpointer = FileCheckpointer(
+        _checkpoint_path(plan),
+        every=plan.checkpoint_every,
+        resume=plan.request.resume,
+        registry_root=plan.registry_root,
+    )
     if plan.request.resume and not checkpointer.exists():
         notify("no checkpoint of this run to resume from: starting from iteration 0")
     if plan.rank == 0 and plan.checkpoint_every:

@@ -69,6 +69,7 @@ RESERVED_CONFIG_NAMES: frozenset[str] = frozenset(
         "nproc",
         "dry_run",
         "as_json",
+        "quiet",
         "preset",
         # Recipes (condensekit.recipes): the --config, --from and --set options, and the recipe
         # keys a config field would collide with: ``method``, the [config] and [sweep] tables,

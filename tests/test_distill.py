@@ -6,6 +6,9 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +219,35 @@ def test_help_shows_defaults_and_declared_ranges() -> None:
     text = " ".join(out.getvalue().split()).split("--lr-img", 1)[1]  # the method's own options
     assert "auto]" not in text
     assert "[default: 1.0; > 0]" in text and "[default: 256; >= 1 and <= the smallest class's image count]" in text
+
+
+def test_the_command_saves_in_the_default_registry_folder(tmp_path: Path) -> None:
+    # No --registry and no CONDENSEKIT_REGISTRY: ./registry, as the README says.
+    env = {k: v for k, v in os.environ.items() if k != "CONDENSEKIT_REGISTRY"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "condensekit",
+            "distill",
+            "dm",
+            "--data",
+            "cifar10-mini",
+            "--ipc",
+            "1",
+            "--iterations",
+            "1",
+            "--batch-real",
+            "8",
+            "--device",
+            "cpu",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [row["name"] for row in Registry(tmp_path / "registry").list_sets()] == ["dm-cifar10-mini-ipc1"]

@@ -36,7 +36,11 @@ COMMON_OPTIONS: list[click.Option] = [
     click.Option(
         ["--ipc"], type=int, default=None, help="synthetic images per class [required unless a recipe gives it]"
     ),
-    click.Option(["--backbone"], default=None, help="backbone name, or timm:NAME (default: the method's or dataset's)"),
+    click.Option(
+        ["--backbone"],
+        default=None,
+        help="backbone name, or timm:NAME (default: the method's or dataset's)",
+    ),
     click.Option(["--iterations"], type=int, default=None, help="distillation iterations (default: the method's)"),
     click.Option(["--seed"], type=int, default=0, show_default=True, help="random seed"),
     click.Option(["--device"], default="auto", show_default=True, help="auto, cpu, cuda or cuda:N"),
@@ -94,6 +98,7 @@ COMMON_OPTIONS: list[click.Option] = [
         help="print the resolved plan (config, backbone, experts, run key, output name) and stop",
     ),
     click.Option(["--json", "as_json"], is_flag=True, default=False, help="print the result as JSON on stdout"),
+    click.Option(["--quiet", "-q"], is_flag=True, default=False, help="no progress or notices on stderr (errors only)"),
 ]
 
 
@@ -262,15 +267,19 @@ def run_distill(method_cls: type[Method], kwargs: dict[str, Any]) -> None:
     from condensekit import recipes
     from condensekit.cli import state
     from condensekit.distill import plan
+    from condensekit.paths import registry_root
 
     ctx = click.get_current_context()
     source = {name: ctx.get_parameter_source(name) for name in kwargs}
     as_json, dry_run = kwargs.pop("as_json"), kwargs.pop("dry_run")
+    console.set_quiet(kwargs.pop("quiet"))
     recipe_file, from_ref, sets = kwargs.pop("recipe_file"), kwargs.pop("from_ref"), kwargs.pop("sweep")
     # Only what the command line gives overrides the recipe; an environment variable
     # (CONDENSEKIT_DATA, CONDENSEKIT_REGISTRY) is a default below it.
     given = {k: v for k, v in kwargs.items() if source[k] is click.core.ParameterSource.COMMANDLINE}
     ambient = {k: v for k, v in kwargs.items() if source[k] is click.core.ParameterSource.ENVIRONMENT}
+    if kwargs.get("registry") is None:  # the command saves where the README says: ./registry
+        ambient["registry"] = str(registry_root())
     recipe = _read_recipe(recipe_file, from_ref, kwargs.get("registry"))
     runs = recipes.expand(method_cls, recipe, given, sets, ambient, tuple(state.argv))
     sweep = bool(runs[0].values)
@@ -324,11 +333,25 @@ def _distill(planned: Any) -> dict[str, Any] | None:
             f"ipc {planned.ipc}, {planned.iterations} iterations, backbone {planned.backbone}"
         )
     with console.progress_reporter(enabled=rank0) as reporter:
-        reporter.task("distill", planned.plugin.name, planned.iterations)
+        started: set[str] = set()  # each bar appears when its phase starts, with its own ETA
+
+        def on_experts(done: int, total: int, **metrics: float) -> None:
+            if "experts" not in started:
+                started.add("experts")
+                reporter.task("experts", "training experts (experts x epochs)", total)
+            reporter.update("experts", done, **metrics)
+
+        def on_iteration(iteration: int, **metrics: float) -> None:
+            if "distill" not in started:
+                started.add("distill")
+                reporter.task("distill", planned.plugin.name, planned.iterations)
+            reporter.update("distill", iteration, **metrics)
+
         result = run(
             planned,
-            progress=lambda iteration, **metrics: reporter.update("distill", iteration, **metrics),
+            progress=on_iteration,
             notify=console.notify if rank0 else (lambda message: None),
+            experts_progress=on_experts,
         )
     version = record(result)
     if version is None:
