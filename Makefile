@@ -30,6 +30,8 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# random, dm, datadam and dance on the embedded cifar10-mini: distilled, evaluated, compared, and
+# their image grids written to $(DEMO_REGISTRY)/grids/ (the time it takes: scripts/demo.sh).
 demo: install
 	CONDENSEKIT_REGISTRY=$(DEMO_REGISTRY) bash scripts/demo.sh $(VENV)/bin/condensekit
 
