@@ -78,3 +78,22 @@ def test_set_references_complete_in_the_shell(stored) -> None:
         [sys.executable, "-m", "condensekit"], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.stdout.split() == ["out", "out:v1"], result.stderr
+
+
+def _error_bytes(root: Path, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "condensekit", "show", "nosuch", "--registry", str(root)],
+        env={**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return result.stderr
+
+
+def test_no_color_drops_the_colours_even_where_colour_is_forced(stored) -> None:
+    root, _ = stored
+    assert "\x1b[1;31m" in _error_bytes(root, FORCE_COLOR="1")  # the red error line
+    plain = _error_bytes(root, FORCE_COLOR="1", NO_COLOR="1")
+    assert "error: unknown set" in plain and "31m" not in plain
