@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from condensekit.cli import console
-from condensekit.cli.completion import complete_sets
+from condensekit.cli.completion import complete_archs, complete_sets
 from condensekit.evaluation.protocols import PROTOCOLS
 from condensekit.precision import PRECISIONS
 
@@ -30,6 +30,7 @@ def eval_command(
         "default",
         "--arch",
         help="comma-separated backbones, e.g. convnet,timm:resnet18 ('default': the dataset's default backbone)",
+        autocompletion=complete_archs,
     ),
     runs: int = typer.Option(5, "--runs", help="networks trained per architecture"),
     protocol: ProtocolName = typer.Option("dc", "--protocol", help="training recipe (dc: DC/DSA/DM; idc: IDC/DANCE)"),

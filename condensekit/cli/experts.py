@@ -9,11 +9,19 @@ from __future__ import annotations
 import typer
 
 from condensekit.cli import console
+from condensekit.cli.completion import complete_backbones, complete_datasets
 
 
 def train_command(
-    data: str = typer.Option(..., "--data", help="dataset name (see condensekit list datasets)"),
-    backbone: str | None = typer.Option(None, "--backbone", help="backbone name or timm:NAME (default: the dataset's)"),
+    data: str = typer.Option(
+        ..., "--data", help="dataset name (see condensekit list datasets)", autocompletion=complete_datasets
+    ),
+    backbone: str | None = typer.Option(
+        None,
+        "--backbone",
+        help="backbone name or timm:NAME (default: the dataset's)",
+        autocompletion=complete_backbones,
+    ),
     num: int = typer.Option(5, "--num", help="number of experts"),
     epochs: int = typer.Option(60, "--epochs", help="training epochs per expert (DANCE: 60, 80 at 128 px)"),
     seed: int = typer.Option(0, "--seed", help="random seed (initial weights, batches, augmentation)"),

@@ -67,17 +67,7 @@ def test_tag_rm_export_import_and_check_report_json(stored, tmp_path: Path, caps
 
 def test_set_references_complete_in_the_shell(stored) -> None:
     root, _ = stored
-    env = {
-        **os.environ,
-        "_CONDENSEKIT_COMPLETE": "complete_bash",
-        "COMP_WORDS": "condensekit show o",
-        "COMP_CWORD": "2",
-        "CONDENSEKIT_REGISTRY": str(root),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "condensekit"], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.stdout.split() == ["out", "out:v1"], result.stderr
+    assert _complete("condensekit show o", CONDENSEKIT_REGISTRY=str(root)) == ["out", "out:v1"]
 
 
 def _error_bytes(root: Path, **env: str) -> str:
@@ -97,3 +87,19 @@ def test_no_color_drops_the_colours_even_where_colour_is_forced(stored) -> None:
     assert "\x1b[1;31m" in _error_bytes(root, FORCE_COLOR="1")  # the red error line
     plain = _error_bytes(root, FORCE_COLOR="1", NO_COLOR="1")
     assert "error: unknown set" in plain and "31m" not in plain
+
+
+def _complete(words: str, **extra: str) -> list[str]:
+    """What bash completion offers for the last of ``words``."""
+    env = {**os.environ, "_CONDENSEKIT_COMPLETE": "complete_bash", "COMP_WORDS": words,
+           "COMP_CWORD": str(len(words.split()) - 1), **extra}  # fmt: skip
+    result = subprocess.run([sys.executable, "-m", "condensekit"], env=env, capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    return result.stdout.split()
+
+
+def test_dataset_backbone_and_method_names_complete() -> None:
+    assert _complete("condensekit experts train --data cifar10-m") == ["cifar10-mini"]
+    assert "convnetd4" in _complete("condensekit experts train --backbone convnetd")
+    assert _complete("condensekit eval --arch convnet,convnet-b") == ["convnet,convnet-bn"]
+    assert {"dm", "dance", "datadam"} <= set(_complete("condensekit distill d"))
