@@ -94,7 +94,7 @@ def whole(args: argparse.Namespace) -> None:
             floor_s = runs * evaluation_flops(10 * ipc, args.epochs, 256, 10000, device) / (peak * 1e9)
             for precision in args.precision.split(","):
                 for path, parallel in (("sequential", 1), ("batched", runs)):
-                    if path == "batched" and runs == 1:
+                    if path not in args.paths.split(",") or (path == "batched" and runs == 1):
                         continue
                     start = time.perf_counter()
                     report = evaluate(
@@ -107,6 +107,7 @@ def whole(args: argparse.Namespace) -> None:
                     )
                     seconds = time.perf_counter() - start
                     accs = report.results[0].accuracies
+                    print(f"    runs: {', '.join(f'{a:.2f}' for a in accs)}")
                     print(
                         f"  IPC {ipc:2d} runs {runs} {precision} {path:10s} {seconds:8.1f} s  "
                         f"{runs * args.epochs * 10 * ipc / seconds:7.0f} train images/s  "
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--runs", default="1,3,5")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--precision", default="fp32,bf16")
+    parser.add_argument("--paths", default="sequential,batched", help="which of sequential,batched to time")
     parser.add_argument("--arch", default="convnet")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--res", type=int, default=32)
