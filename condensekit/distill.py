@@ -154,7 +154,7 @@ class DistillResult:
         return self.plan.rank == 0
 
 
-def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
+def plan(request: DistillRequest, registry: Registry | None = None) -> Plan:
     """Resolve and validate ``request`` without loading data (fast; errors surface early).
 
     Every input a run would fail on later is refused here, in one line, before any image is
@@ -213,11 +213,10 @@ def plan(request: DistillRequest, registry: Any | None = None) -> Plan:
     if registry is None and request.registry is not None:
         registry = Registry(request.registry)
     output_name = None
-    if request.registry is not None:
+    if request.registry is not None and registry is not None:  # saved only where asked to
         output_name = request.name or default_name(info.name, ds.name, f"ipc{request.ipc}")
-        output = registry if isinstance(registry, Registry) else Registry(request.registry)
-        output.check_writable()  # before hours of work whose set could not be saved
-        _check_name_holds(output, output_name, ds.name)
+        registry.check_writable()  # before hours of work whose set could not be saved
+        _check_name_holds(registry, output_name, ds.name)
     experts = None
     experts_request = method.experts_request(ds)
     if experts_request is None and request.experts:

@@ -302,21 +302,6 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def check_experts_match(experts: Experts, dataset: DatasetInfo, backbone: str, num: int | None = None) -> None:
-    """Raise a one-line :class:`UsageError` when ``experts`` were not trained for this run
-    (another dataset, resolution or backbone) or hold fewer than ``num`` experts."""
-    _check_match(
-        experts.metadata.get("ref"),
-        experts.dataset,
-        experts.resolution,
-        experts.backbone,
-        len(experts),
-        dataset,
-        backbone,
-        num,
-    )
-
-
 def _check_match(
     ref: str | None,
     trained_on: str,
@@ -327,6 +312,8 @@ def _check_match(
     backbone: str,
     num: int | None,
 ) -> None:
+    """Raise a one-line :class:`UsageError` when experts ``ref`` were not trained for this run
+    (another dataset, resolution or backbone) or hold fewer than ``num`` experts."""
     problems = []
     if trained_on != dataset.name:
         problems.append(f"dataset {trained_on}, not {dataset.name}")
@@ -447,12 +434,11 @@ def plan_experts(
             name,
             request.num,
         )
-        digest = stored_recipe_hash(meta, dataset.name, dataset.resolution, name) or version.sha256[:16]
         return ExpertsPlan(
             dataset.name,
             dataset.resolution,
             name,
-            digest,
+            _identity(version, meta, dataset, name),
             ref=version.ref,
             reason=f"using experts {version.ref} (--experts)",
         )
@@ -465,8 +451,7 @@ def plan_experts(
     )
     if registry is not None:
         for version, meta in registry.experts_versions(dataset.name, name, dataset.resolution):
-            digest = stored_recipe_hash(meta, dataset.name, dataset.resolution, name)
-            if explicit and digest != wanted:
+            if explicit and stored_recipe_hash(meta, dataset.name, dataset.resolution, name) != wanted:
                 continue
             recipe = f"{meta.get('num_experts')} x {meta.get('epochs')} epochs, seed {meta.get('seed')}"
             why = "same recipe" if explicit else "newest for this dataset and backbone"
@@ -474,7 +459,7 @@ def plan_experts(
                 dataset.name,
                 dataset.resolution,
                 name,
-                digest or version.sha256[:16],
+                _identity(version, meta, dataset, name),
                 ref=version.ref,
                 reason=f"using experts {version.ref} ({recipe}; {why})",
             )
@@ -489,6 +474,12 @@ def plan_experts(
         seed=seed,
         reason=f"no stored experts {what}: training {num} {name} experts for {epochs} epochs first",
     )
+
+
+def _identity(version: Any, meta: dict[str, Any], dataset: DatasetInfo, backbone: str) -> str:
+    """What names stored experts in a run key: their recipe hash, or (for metadata that does
+    not say how they were trained) their file's sha256."""
+    return stored_recipe_hash(meta, dataset.name, dataset.resolution, backbone) or str(version.sha256)[:16]
 
 
 def provide_experts(

@@ -17,7 +17,6 @@ from condensekit.data.base import RealData
 from condensekit.errors import UsageError
 from condensekit.experts import (
     Experts,
-    check_experts_match,
     estimate_expert_seconds,
     expert_protocol,
     plan_experts,
@@ -224,28 +223,36 @@ def _experts(dataset: str = DATASET, backbone: str = "convnet", resolution: int 
     )
 
 
-def test_matching_experts_pass_the_check() -> None:
-    check_experts_match(_experts(), dataset_info(DATASET), "convnet", num=2)
+def _explicit(tmp_path: Path, experts: Experts, num: int | None = None) -> object:
+    """Plan ``--experts REF`` for a cifar10-mini run of ``num`` experts on ConvNet."""
+    registry = Registry(tmp_path)
+    ref = registry.save_experts(experts, name="cifar10-mini-convnet").ref
+    return plan_experts(ExpertsRequest(num=num), dataset_info(DATASET), "convnet", 0, registry, explicit_ref=ref)
 
 
-def test_experts_of_another_dataset_are_refused_in_one_line() -> None:
+def test_matching_experts_pass_the_check(tmp_path: Path) -> None:
+    planned = _explicit(tmp_path, _experts(), num=2)
+    assert planned.ref == "cifar10-mini-convnet:v1" and not planned.train  # type: ignore[attr-defined]
+
+
+def test_experts_of_another_dataset_are_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
-        check_experts_match(_experts(dataset="cifar10"), dataset_info(DATASET), "convnet")
+        _explicit(tmp_path, _experts(dataset="cifar10"))
     message = str(err.value)
     assert "\n" not in message
     assert "dataset cifar10, not cifar10-mini" in message and "cifar10-mini-convnet:v1" in message
 
 
-def test_experts_of_another_backbone_are_refused_in_one_line() -> None:
+def test_experts_of_another_backbone_are_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as err:
-        check_experts_match(_experts(backbone="convnet-bn"), dataset_info(DATASET), "convnet")
+        _explicit(tmp_path, _experts(backbone="convnet-bn"))
     assert "\n" not in str(err.value)
     assert "backbone convnet-bn, not convnet" in str(err.value)
 
 
-def test_too_few_experts_are_refused() -> None:
+def test_too_few_experts_are_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="hold 2 experts but 5 are needed"):
-        check_experts_match(_experts(num=2), dataset_info(DATASET), "convnet", num=5)
+        _explicit(tmp_path, _experts(num=2), num=5)
 
 
 def test_cli_refuses_zero_experts(registry_root, capsys: pytest.CaptureFixture) -> None:
