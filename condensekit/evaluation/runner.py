@@ -112,8 +112,9 @@ def evaluate(
             arch, channels=info.channels, num_classes=info.num_classes, resolution=resolution, seed=s
         )
 
-    for arch in names:  # an unknown or unsuitable architecture fails now, not after hours
-        make_model(arch, 0)
+    # An unknown or unsuitable architecture fails now, not after hours; the built network
+    # also sizes that architecture's waves of runs.
+    probes = {arch: make_model(arch, 0) for arch in names}
 
     total = len(names) * runs * proto.epochs
     results = []
@@ -121,7 +122,7 @@ def evaluate(
     for a, arch in enumerate(names):
         start = time.perf_counter()
         seeds = [run_seed(seed, arch, r) for r in range(runs)]
-        parallel = waves[arch] = runs_per_wave(make_model(arch, 0).to(dev), images, proto, dev, runs, max_parallel_runs)
+        parallel = waves[arch] = runs_per_wave(probes[arch].to(dev), images, proto, dev, runs, max_parallel_runs)
 
         def on_epoch(run: int, epoch: int, arch: str = arch, a: int = a) -> None:
             if progress is not None:
