@@ -146,7 +146,6 @@ class DistillResult:
 
     plan: Plan
     synset: SyntheticSet
-    experts_ref: str | None = None
     version: SetVersion | None = None  # once recorded (rank 0 only)
 
     @property
@@ -326,10 +325,10 @@ def run(
             wall = group.max_value(wall)
             gathered = group.gather_set(synset, ds.num_classes)
             if gathered is None:  # not rank 0: rank 0 holds the whole set
-                return DistillResult(plan, synset, experts_ref)
+                return DistillResult(plan, synset)
             synset = gathered
         synset.metadata = {**synset.metadata, **_provenance(plan, wall, experts_ref)}
-        return DistillResult(plan, synset, experts_ref)
+        return DistillResult(plan, synset)
     except BaseException as exc:
         distributed.shutdown_owned()
         if isinstance(exc, KeyboardInterrupt):  # say what Ctrl-C kept, and how to go on
