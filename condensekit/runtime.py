@@ -35,18 +35,9 @@ def select_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type == "cpu" else torch.float16
-
-
-@contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[None]:
     """Mixed precision (bf16 on CPU, fp16 on CUDA) when ``enabled``, else a no-op."""
-    if not enabled:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=autocast_dtype(device)):
-        yield
+    return precision(device, ("bf16" if device.type == "cpu" else "fp16") if enabled else "fp32")
 
 
 @contextlib.contextmanager
