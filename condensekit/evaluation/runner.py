@@ -116,7 +116,9 @@ def evaluate(
     # also sizes that architecture's waves of runs.
     probes = {arch: make_model(arch, 0) for arch in names}
 
-    total = len(names) * runs * proto.epochs
+    epochs_per_run = proto.trained_epochs  # dc: its E + 1
+    total = len(names) * runs * epochs_per_run
+    done = 0  # epochs completed over all archs and runs (batched runs report in turns)
     results = []
     waves: dict[str, int] = {}
     for a, arch in enumerate(names):
@@ -124,23 +126,25 @@ def evaluate(
         seeds = [run_seed(seed, arch, r) for r in range(runs)]
         parallel = waves[arch] = runs_per_wave(probes[arch].to(dev), images, proto, dev, runs, max_parallel_runs)
 
-        def on_epoch(run: int, epoch: int, arch: str = arch, a: int = a) -> None:
+        def on_epoch(run: int, epoch: int, arch: str = arch) -> None:
+            nonlocal done
+            done += 1
             if progress is not None:
-                done = (a * runs + run) * proto.epochs + epoch
-                progress(EvalProgress("train", arch, run, runs, epoch, proto.epochs, done, total))
+                progress(EvalProgress("train", arch, run, runs, epoch, epochs_per_run, done, total))
 
         models = train_runs(
             functools.partial(make_model, arch), seeds, images, labels, soft, proto, dev, on_epoch, precision, parallel
         )
         if progress is not None:
-            done = (a + 1) * runs * proto.epochs
-            progress(EvalProgress("test", arch, runs - 1, runs, proto.epochs, proto.epochs, done, total))
+            done = (a + 1) * runs * epochs_per_run
+            progress(EvalProgress("test", arch, runs - 1, runs, epochs_per_run, epochs_per_run, done, total))
         accuracies = top1_accuracy(models, test, dev, precision, batched=parallel > 1)
         results.append(ArchResult(arch, accuracies, seeds, time.perf_counter() - start))
 
     augment = make_augment(proto)
     params = {
         **proto.as_dict(),
+        "trained_epochs": epochs_per_run,
         "overrides": overrides,
         "dsa_params": augment.describe() if augment is not None else None,
         "archs": names,

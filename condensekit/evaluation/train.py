@@ -278,9 +278,9 @@ def _optimizer(params: list[torch.Tensor], protocol: Protocol) -> torch.optim.SG
 
 
 def _epochs(protocol: Protocol, optimizer: torch.optim.Optimizer) -> Iterator[int]:
-    """The protocol's epochs, with its learning-rate schedule applied to ``optimizer``."""
+    """The protocol's trained epochs, with its learning-rate schedule applied to ``optimizer``."""
     milestones = set(protocol.milestone_epochs())
-    for epoch in range(protocol.epochs):
+    for epoch in range(protocol.trained_epochs):
         for group in optimizer.param_groups:
             group["lr"] = protocol.lr_at(epoch)
         if protocol.reset_momentum and epoch in milestones:

@@ -12,6 +12,7 @@ from condensekit.data import load_dataset
 from condensekit.errors import UsageError
 from condensekit.evaluation import PROTOCOLS
 from condensekit.evaluation.train import (
+    _epochs,
     can_train_together,
     free_memory,
     runs_per_wave,
@@ -51,9 +52,34 @@ def test_same_seed_reproduces_training_exactly(real_train) -> None:
 def test_progress_reports_every_epoch_of_every_run(real_train) -> None:
     images, labels = real_train
     calls: list[tuple[int, int]] = []
-    proto = PROTOCOLS["dc"].with_overrides(epochs=2, batch=10, dsa=False)
+    proto = PROTOCOLS["idc"].with_overrides(epochs=2, batch=10, dsa=False)
     train_runs(_make_model, [1, 2], images, labels, None, proto, DEVICE, lambda run, ep: calls.append((run, ep)))
     assert calls == [(0, 1), (0, 2), (1, 1), (1, 2)]
+
+
+def test_dc_trains_one_epoch_more_than_its_epochs_as_evaluate_synset(real_train) -> None:
+    images, labels = real_train
+    calls: list[tuple[int, int]] = []
+    proto = PROTOCOLS["dc"].with_overrides(epochs=2, batch=10, dsa=False)
+    train_runs(_make_model, [1], images, labels, None, proto, DEVICE, lambda run, ep: calls.append((run, ep)))
+    assert calls == [(0, 1), (0, 2), (0, 3)]  # DC: for ep in range(Epoch + 1)
+
+
+@pytest.mark.parametrize(("protocol", "fresh"), [("dc", [0, 7]), ("idc", [0])])
+def test_momentum_restarts_where_dc_builds_a_new_optimizer(protocol: str, fresh: list[int]) -> None:
+    # DC, Epoch = 10: lr_schedule = [6], so a new SGD starts at epoch 7 (0-based); IDC keeps it.
+    proto = PROTOCOLS[protocol].with_overrides(epochs=10)
+    weight = torch.zeros(3, requires_grad=True)
+    optimizer = torch.optim.SGD([weight], lr=proto.lr, momentum=proto.momentum)
+    empty, rates = [], []
+    for epoch in _epochs(proto, optimizer):
+        if not optimizer.state:  # no momentum buffer: a fresh optimizer's first step
+            empty.append(epoch)
+        rates.append(optimizer.param_groups[0]["lr"])
+        weight.grad = torch.ones(3)
+        optimizer.step()
+    assert empty == fresh
+    assert rates == [proto.lr_at(e) for e in range(proto.trained_epochs)]
 
 
 def test_soft_labels_are_the_training_targets(real_train) -> None:
@@ -112,7 +138,7 @@ def test_ensemble_trains_the_networks_sequential_training_gives(real_train, prot
 
 def test_runs_beyond_the_wave_size_train_in_further_waves(real_train) -> None:
     images, labels = real_train
-    proto = PROTOCOLS["dc"].with_overrides(epochs=1, batch=10)
+    proto = PROTOCOLS["idc"].with_overrides(epochs=1, batch=10)
     calls: list[tuple[int, int]] = []
     waves = train_runs(
         _make_model, [1, 2, 3], images, labels, None, proto, DEVICE, lambda run, ep: calls.append((run, ep)), parallel=2

@@ -107,7 +107,8 @@ def test_default_arch_is_the_datasets_backbone_and_params_are_recorded(evaluated
     p = report.params
     assert report.protocol == "dc" and p["archs"] == ["convnet"]
     assert (p["epochs"], p["batch"], p["lr"], p["momentum"], p["weight_decay"]) == (EPOCHS, 50, 0.01, 0.9, 5e-4)
-    assert p["milestone_epochs"] == [EPOCHS // 2] and p["gamma"] == 0.1
+    assert p["milestone_epochs"] == [EPOCHS // 2 + 2] and p["gamma"] == 0.1  # DC's E // 2 + 1, then a new SGD
+    assert p["trained_epochs"] == EPOCHS + 1  # DC: for ep in range(Epoch + 1)
     assert p["dsa"] and p["dsa_params"]["strategy"] == "color_crop_cutout_flip_scale_rotate"
     assert (p["runs"], p["seed"], p["train_images"], p["soft_labels"]) == (RUNS, 0, 10 * IPC, False)
     assert p["test_images"] == 10 * TEST_PER_CLASS  # the whole split in the data root
@@ -126,8 +127,8 @@ def test_report_round_trips_through_json(evaluated) -> None:
 def test_progress_covers_every_epoch_then_the_test(evaluated) -> None:
     _, events = evaluated
     train = [e for e in events if e.phase == "train"]
-    assert [e.done for e in train] == list(range(1, RUNS * EPOCHS + 1))
-    assert all(e.total == RUNS * EPOCHS and e.arch == "convnet" for e in events)
+    assert [e.done for e in train] == list(range(1, RUNS * (EPOCHS + 1) + 1))  # dc trains EPOCHS + 1
+    assert all(e.total == RUNS * (EPOCHS + 1) and e.arch == "convnet" for e in events)
     assert events[-1].phase == "test" and events[-1].done == events[-1].total
 
 

@@ -14,14 +14,50 @@ from condensekit.evaluation.train import cutmix, make_augment
 def test_dc_protocol_is_the_dc_evaluate_synset_recipe() -> None:
     dc = PROTOCOLS["dc"]
     assert (dc.epochs, dc.batch, dc.lr, dc.momentum, dc.weight_decay) == (1000, 256, 0.01, 0.9, 5e-4)
-    assert dc.milestone_epochs() == [500] and dc.gamma == 0.1 and dc.reset_momentum
+    assert (dc.trained_epochs, dc.milestone_epochs()) == (1001, [502])
+    assert dc.gamma == 0.1 and dc.reset_momentum
     assert (dc.dsa_strategy, dc.dsa_mode, dc.cutmix_prob) == ("color_crop_cutout_flip_scale_rotate", "dsa", 0.0)
 
 
-def test_dc_learning_rate_drops_tenfold_at_half() -> None:
-    dc = PROTOCOLS["dc"]
-    assert dc.lr_at(0) == dc.lr_at(499) == 0.01
-    assert dc.lr_at(500) == dc.lr_at(999) == pytest.approx(0.001)
+def official_dc_schedule(epoch_eval_train: int, lr: float = 0.01) -> tuple[list[float], list[int]]:
+    """DC's ``evaluate_synset`` loop: (learning rate of each trained epoch, epochs that start
+    with a new optimizer after the first)."""
+    lr_schedule = [epoch_eval_train // 2 + 1]
+    rates, new_optimizer = [], []
+    for ep in range(epoch_eval_train + 1):
+        rates.append(lr)  # epoch('train', ...) at this lr
+        if ep in lr_schedule:
+            lr *= 0.1
+            new_optimizer.append(ep + 1)
+    return rates, [ep for ep in new_optimizer if ep < len(rates)]
+
+
+@pytest.mark.parametrize("epochs", [300, 10, 1])
+def test_dc_learning_rate_of_every_epoch_is_the_official_loops(epochs: int) -> None:
+    dc = PROTOCOLS["dc"].with_overrides(epochs=epochs)
+    rates, new_optimizer = official_dc_schedule(epochs)
+    assert [dc.lr_at(e) for e in range(dc.trained_epochs)] == rates
+    assert [m for m in dc.milestone_epochs() if m < dc.trained_epochs] == new_optimizer
+
+
+def test_dc_at_300_epochs_trains_152_epochs_at_0_01_and_149_at_0_001() -> None:
+    dc = PROTOCOLS["dc"].with_overrides(epochs=300)
+    rates = [dc.lr_at(e) for e in range(dc.trained_epochs)]
+    assert (len(rates), rates.count(0.01), rates.count(0.01 * 0.1)) == (301, 152, 149)
+
+
+def test_dc_records_its_loop_offsets() -> None:
+    recorded = PROTOCOLS["dc"].with_overrides(epochs=300).as_dict()
+    assert (recorded["epochs"], recorded["extra_epochs"], recorded["milestone_offset"]) == (300, 1, 2)
+    assert recorded["milestone_epochs"] == [152]
+
+
+def test_idc_trains_exactly_its_epochs_and_records_the_recipe_as_before() -> None:
+    idc = PROTOCOLS["idc"].with_overrides(epochs=12)
+    assert idc.trained_epochs == 12 and idc.milestone_epochs() == [8, 10]
+    assert [idc.lr_at(e) for e in range(12)] == [0.01] * 8 + [0.01 * 0.2] * 2 + [0.01 * 0.2**2] * 2
+    # Recipes recorded before the loop offsets existed (stored experts' hashes) read the same.
+    assert not {"extra_epochs", "milestone_offset", "trained_epochs"} & set(idc.as_dict())
 
 
 def test_idc_protocol_has_cutmix_and_two_milestones() -> None:
@@ -50,7 +86,9 @@ def test_overrides_replace_values_and_keep_the_rest() -> None:
     assert make_augment(p) is None
 
 
-@pytest.mark.parametrize("override", [{"epochs": 0}, {"batch": 0}, {"lr": -1.0}])
+@pytest.mark.parametrize(
+    "override", [{"epochs": 0}, {"batch": 0}, {"lr": -1.0}, {"extra_epochs": -1}, {"milestone_offset": -1}]
+)
 def test_invalid_override_is_a_usage_error(override: dict) -> None:
     with pytest.raises(UsageError):
         PROTOCOLS["dc"].with_overrides(**override)
