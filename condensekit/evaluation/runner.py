@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from condensekit import runtime
-from condensekit.errors import UsageError
+from condensekit.errors import BackboneError, UsageError
 from condensekit.evaluation.protocols import Protocol, get_protocol
 from condensekit.evaluation.report import ArchResult, EvalReport
 from condensekit.evaluation.train import TestSplit, make_augment, runs_per_wave, top1_accuracy, train_runs
@@ -114,7 +114,7 @@ def evaluate(
 
     # An unknown or unsuitable architecture fails now, not after hours; the built network
     # also sizes that architecture's waves of runs.
-    probes = {arch: make_model(arch, 0) for arch in names}
+    probes = {arch: _probe(make_model, arch, info, resolution) for arch in names}
 
     epochs_per_run = proto.trained_epochs  # dc: its E + 1
     total = len(names) * runs * epochs_per_run
@@ -160,6 +160,33 @@ def evaluate(
         "test_images": len(test),
     }
     return EvalReport(protocol=proto.name, params=params, results=results, device=str(dev))
+
+
+def _probe(make_model: Callable[[str, int], torch.nn.Module], arch: str, info: Any, resolution: int) -> torch.nn.Module:
+    """``arch``'s network for run seed 0, checked on one image of the set's size: an
+    architecture that cannot take that resolution (its downsampling leaves nothing, timm
+    refuses the size) is a one-line :class:`BackboneError` naming it and the way out, before
+    any training. An unknown name keeps its own message."""
+    from condensekit.backbones import check_backbone_name
+
+    check_backbone_name(arch)
+    shape = (info.channels, resolution, resolution)
+    try:
+        model = make_model(arch, 0)
+        training = model.training
+        model.eval()  # batch norm on one image
+        with torch.no_grad():
+            logits = model(torch.zeros(1, *shape))
+        model.train(training)
+        if tuple(logits.shape) != (1, info.num_classes):
+            raise ValueError(f"it gives outputs of shape {tuple(logits.shape)}, not (1, {info.num_classes})")
+    except Exception as exc:  # noqa: BLE001 -- factories and timm raise anything for a size they cannot take
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise BackboneError(
+            f"--arch {arch} cannot take this set's {'x'.join(map(str, shape))} images ({reason}); drop it from "
+            f"--arch or pick one made for {resolution} px inputs (this dataset's default: {info.default_backbone})"
+        ) from None
+    return model
 
 
 def _arch_names(archs: Sequence[str] | str, default_backbone: str) -> list[str]:
