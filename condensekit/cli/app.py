@@ -63,9 +63,9 @@ app.command("doctor")(doctor_command)
 
 
 def _register_command_modules() -> None:
-    from condensekit.cli import evaluate, experts, registry, runs
+    from condensekit.cli import evaluate, experts, leaderboard, registry, runs
 
-    for module in (registry, evaluate, experts, runs):
+    for module in (registry, evaluate, leaderboard, experts, runs):
         module.register(app)
 
 

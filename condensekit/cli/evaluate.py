@@ -115,64 +115,58 @@ def eval_command(
     )
     for column, justify in columns:
         table.add_column(column, justify=justify)
-    for r in report.results:
+    for r in report.rows():  # one row per architecture, then their mean (>= 2)
         table.add_row(r.arch, str(len(r.accuracies)), f"{r.mean:.2f} ± {r.std:.2f}", f"{r.wall_time_s:.1f} s")
     console.stdout.print(table)
 
 
 def compare_command(
-    refs: list[str] = typer.Argument(..., help="set references to compare"),
+    refs: list[str] = typer.Argument(..., help="set references to compare", autocompletion=complete_sets),
+    protocol: str | None = typer.Option(
+        None,
+        "--protocol",
+        help="only this protocol, as labelled: dc (the preset alone), dc:epochs=20, ...",
+    ),
+    mixed: bool = typer.Option(
+        False, "--mixed", help="show sets of different datasets, resolutions, IPCs or protocols side by side anyway"
+    ),
     as_json: bool = typer.Option(False, "--json", help="print JSON on stdout"),
     registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
 ) -> None:
-    """Side-by-side accuracies of sets, from their stored evaluations (the latest per protocol)."""
+    """Side-by-side accuracies of sets from their stored evaluations, one column per protocol and architecture.
+
+    A protocol run with overridden parameters (eval --epochs ...) is its own protocol, e.g. dc:epochs=20.
+
+    Each cell is the evaluation with the most runs of that architecture, then the newest.
+
+    Sets whose datasets, resolutions, IPCs or protocols differ are refused unless --mixed.
+    """
+    from condensekit.leaderboard import comparison, mean_std
     from condensekit.registry import Registry
 
     with Registry(registry) as reg:
-        rows = [_compare_row(reg.show(ref)) for ref in refs]
+        rows = comparison([reg.show(ref) for ref in refs], protocol=protocol, mixed=mixed)
     if as_json:
         console.print_json(rows)
         return
     columns: list[tuple[str, str]] = []  # (protocol, arch), in order of appearance
     for row in rows:
-        for protocol, archs in row["scores"].items():
-            columns += [(protocol, a) for a in archs if (protocol, a) not in columns]
-    title = "accuracy (%), mean ± std of the latest evaluation per protocol (*: with overridden parameters)"
+        for label, archs in row["scores"].items():
+            columns += [(label, a) for a in archs if (label, a) not in columns]
+    title = "accuracy (%), mean ± std over runs"
     table = Table(title=title, title_justify="left")
-    for name in ("ref", "method", "dataset", "ipc"):
+    table.add_column("ref", overflow="fold", min_width=min(40, max(len(row["ref"]) for row in rows)))
+    for name in ("method", "dataset", "ipc"):
         table.add_column(name)
-    for protocol, a in columns:
-        table.add_column(f"{a} ({protocol})", justify="right")
+    for label, a in columns:
+        table.add_column(f"{a} ({label})", justify="right")
     for row in rows:
         cells = []
-        for protocol, a in columns:
-            score = row["scores"].get(protocol, {}).get(a)
-            cells.append("-" if score is None else _mean_std(score["mean"], score["std"]))
+        for label, a in columns:
+            score = row["scores"].get(label, {}).get(a)
+            cells.append("-" if score is None else mean_std(score["mean"], score["std"]))
         table.add_row(row["ref"], str(row["method"] or "-"), str(row["dataset"] or "-"), str(row["ipc"] or "-"), *cells)
     console.stdout.print(table)
-
-
-def _compare_row(shown: dict[str, Any]) -> dict[str, Any]:
-    """One set's facts and, per protocol and arch, the latest recorded score. A protocol run
-    with overridden parameters (``--epochs`` ...) is keyed ``NAME*``, apart from the preset."""
-    meta = shown.get("metadata", {})
-    scores: dict[str, dict[str, dict[str, Any]]] = {}
-    for ev in shown.get("evals", []):  # oldest first, so later evaluations overwrite
-        custom = bool(ev.get("result", {}).get("params", {}).get("overrides"))
-        per_protocol = scores.setdefault(f"{ev.get('protocol')}{'*' if custom else ''}", {})
-        for a, score in ev.get("scores", {}).items():
-            per_protocol[a] = {**score, "eval_id": ev.get("id"), "created": ev.get("created")}
-    return {
-        "ref": shown["ref"],
-        "method": meta.get("method"),
-        "dataset": meta.get("dataset"),
-        "ipc": meta.get("ipc"),
-        "scores": scores,
-    }
-
-
-def _mean_std(mean: float, std: float | None) -> str:
-    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
 def register(app: typer.Typer) -> None:

@@ -42,15 +42,15 @@ def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _save_set(registry_root: Path, name: str, offset: int) -> str:
-    """Real CIFAR-10 test images (one per class, from ``offset``) as a stored set."""
+def _save_set(registry_root: Path, name: str, offset: int, ipc: int = 1) -> str:
+    """Real CIFAR-10 test images (``ipc`` per class, from ``offset``) as a stored set."""
     with np.load(Path(os.environ["CONDENSEKIT_DATA"]) / "cifar10-npz" / "test.npz") as f:
         x, y = f["x"], f["y"]
-    idx = np.array([np.flatnonzero(y == c)[500 + offset] for c in range(10)])
+    idx = np.concatenate([np.flatnonzero(y == c)[500 + offset : 500 + offset + ipc] for c in range(10)])
     info = dataset_info("cifar10")
     images = info.normalize(torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float() / 255)
     synset = SyntheticSet(
-        images, torch.from_numpy(y[idx]).long(), metadata={**info.as_metadata(), "method": "random", "ipc": 1}
+        images, torch.from_numpy(y[idx]).long(), metadata={**info.as_metadata(), "method": "random", "ipc": ipc}
     )
     with Registry(registry_root) as reg:
         return reg.save(synset, name).ref
@@ -92,13 +92,13 @@ def test_compare_shows_the_latest_score_per_protocol_side_by_side(registry_root,
     assert run(["compare", a, b, "--json"]) == ExitStatus.SUCCESS
     rows = json.loads(capsys.readouterr().out)
     assert [r["ref"] for r in rows] == [a, b]
-    # --epochs overrides the preset: such results are keyed "dc*", apart from real "dc" ones.
-    assert rows[0]["scores"]["dc*"]["convnet"]["eval_id"] == reports[1]["eval_id"]  # the later of two
-    assert rows[1]["scores"]["dc*"]["convnet"]["mean"] == pytest.approx(reports[2]["results"][0]["mean"])
+    # --epochs overrides the preset: such results are labelled "dc:epochs=2", apart from real "dc" ones.
+    assert rows[0]["scores"]["dc:epochs=2"]["convnet"]["eval_id"] == reports[1]["eval_id"]  # the later of two
+    assert rows[1]["scores"]["dc:epochs=2"]["convnet"]["mean"] == pytest.approx(reports[2]["results"][0]["mean"])
     assert rows[0]["method"] == "random" and rows[0]["dataset"] == "cifar10" and rows[0]["ipc"] == 1
     assert run(["compare", a, b]) == ExitStatus.SUCCESS
     table = capsys.readouterr().out
-    assert a in table and b in table and "convnet (dc*)" in table
+    assert a in table and b in table and "convnet (dc:epochs=2)" in table
 
 
 def test_eval_of_an_unknown_ref_is_a_registry_error(registry_root, capsys) -> None:
@@ -214,3 +214,67 @@ def test_progress_is_quiet_under_json(registry_root, cifar_root) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "runs x epochs" not in result.stderr and json.loads(result.stdout)["ref"] == ref
+
+
+def test_compare_refuses_sets_of_different_ipcs_unless_mixed(registry_root, capsys) -> None:
+    one, two = _save_set(registry_root, "cmp-ipc1", 8), _save_set(registry_root, "cmp-ipc2", 9, ipc=2)
+    assert run(["compare", one, two]) == ExitStatus.USAGE
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "differ in ipc (1 vs 2)" in err and "--mixed" in err
+    assert run(["compare", one, two, "--mixed", "--json"]) == ExitStatus.SUCCESS
+    assert [row["ipc"] for row in json.loads(capsys.readouterr().out)] == [1, 2]
+
+
+def test_compare_refuses_mixed_protocols_unless_one_is_picked_or_mixed(registry_root, cifar_root, capsys) -> None:
+    a, b = _save_set(registry_root, "cmp-dc", 10), _save_set(registry_root, "cmp-idc", 11)
+    data = ["--data-root", str(cifar_root), "--quiet", "--json"]
+    assert run(["eval", a, *FAST, *data]) == ExitStatus.SUCCESS
+    assert run(["eval", b, *FAST, "--protocol", "idc", *data]) == ExitStatus.SUCCESS
+    capsys.readouterr()
+    assert run(["compare", a, b]) == ExitStatus.USAGE
+    err = capsys.readouterr().err
+    assert "differ in protocol (dc:epochs=2 vs idc:epochs=2)" in err and "--protocol NAME" in err
+    assert run(["compare", a, b, "--protocol", "idc:epochs=2", "--json"]) == ExitStatus.SUCCESS
+    rows = json.loads(capsys.readouterr().out)
+    assert [list(row["scores"]) for row in rows] == [[], ["idc:epochs=2"]]
+    assert run(["compare", a, b, "--mixed", "--json"]) == ExitStatus.SUCCESS
+    rows = json.loads(capsys.readouterr().out)
+    assert [list(row["scores"]) for row in rows] == [["dc:epochs=2"], ["idc:epochs=2"]]
+
+
+def test_cross_architecture_eval_shows_a_row_per_arch_and_their_mean(registry_root, cifar_root, capsys) -> None:
+    ref = _save_set(registry_root, "cross-arch", 12)
+    args = ["eval", ref, "--arch", "convnet,convnet-nonorm", "--runs", "2", "--epochs", "1", "--device", "cpu"]
+    assert run([*args, "--quiet", "--data-root", str(cifar_root)]) == ExitStatus.SUCCESS
+    table = capsys.readouterr().out
+    lines = [line for line in table.splitlines() if "convnet" in line or "mean over archs" in line]
+    assert [line.split()[1] for line in lines] == ["convnet", "convnet-nonorm", "mean"]
+    with Registry(registry_root) as reg:
+        (stored,) = reg.evals(ref)
+    assert set(stored["scores"]) == {"convnet", "convnet-nonorm"}  # per-arch results; the mean is not an arch
+    mean = stored["result"]["mean_over_archs"]
+    assert mean["mean"] == pytest.approx(
+        (stored["scores"]["convnet"]["mean"] + stored["scores"]["convnet-nonorm"]["mean"]) / 2
+    )
+    assert len(mean["accuracies"]) == 2
+
+
+@pytest.mark.parametrize("arch", ["convnetd6", "timm:inception_v3"])
+def test_an_arch_that_cannot_take_the_resolution_fails_before_training_and_records_nothing(
+    registry_root, cifar_root, arch
+) -> None:
+    ref = _save_set(registry_root, "unsuitable", 13)
+    result = subprocess.run(
+        [sys.executable, "-m", "condensekit", "eval", ref, "--arch", f"convnet,{arch}", *FAST],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root), "CONDENSEKIT_DATA": str(cifar_root)},
+    )
+    assert result.returncode == ExitStatus.BACKBONE, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"--arch {arch} cannot take this set's 3x32x32 images" in line and "drop it from --arch" in line
+    assert "runs x epochs" not in result.stderr and result.stdout == ""  # no training started
+    with Registry(registry_root) as reg:
+        assert reg.evals(ref) == []
