@@ -135,7 +135,7 @@ def test_interrupted_eval_records_nothing(registry_root, cifar_root) -> None:
     watchdog.start()
     try:
         for line in proc.stderr:  # plain progress lines, since stderr is not a terminal
-            if "/400" in line:
+            if "/401" in line:  # dc --epochs 400 trains 401 epochs (DC's evaluate_synset loop)
                 break
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
