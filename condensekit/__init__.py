@@ -29,6 +29,7 @@ _EXPORTS = {
     "evaluate": "condensekit.evaluation",
     "distill": "condensekit.distill",
     "select_device": "condensekit.runtime",
+    "load": "condensekit.sharing.loader",
 }
 
 __all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 -- the keys of _EXPORTS, all str (ruff cannot see through *dict)

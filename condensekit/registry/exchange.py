@@ -208,9 +208,15 @@ def export_pt(synset: SyntheticSet, directory: str | os.PathLike[str], overwrite
     return out
 
 
-def check_folder_target(directory: str | os.PathLike[str], overwrite: bool = False) -> Path:
+def check_folder_target(
+    directory: str | os.PathLike[str],
+    overwrite: bool = False,
+    markers: tuple[str, ...] = FOLDER_MARKERS,
+    option: str = "--folder",
+) -> Path:
     """Refuse an ImageFolder export into a folder that is not empty, unless ``overwrite``
-    and the folder holds a previous export (``labels.json`` and ``metadata.json``).
+    and the folder holds a previous export (``markers``: ``labels.json`` and ``metadata.json``
+    for ``--folder``; ``option`` names the export in messages).
 
     Writing into a non-empty folder used to mix two sets' images under one labels.json;
     and ``--overwrite`` replaces the whole folder, so it is kept from deleting a folder
@@ -219,14 +225,14 @@ def check_folder_target(directory: str | os.PathLike[str], overwrite: bool = Fal
     if not out.exists():
         return out
     if not out.is_dir():
-        raise UsageError(f"{out} is a file; --folder needs a new or empty folder")
+        raise UsageError(f"{out} is a file; {option} needs a new or empty folder")
     if not any(out.iterdir()):
         return out
     if not overwrite:
         raise UsageError(f"{out} is not empty; pick a new or empty folder, or pass --overwrite to replace it")
-    if not all((out / marker).is_file() for marker in FOLDER_MARKERS):
+    if not all((out / marker).is_file() for marker in markers):
         raise UsageError(
-            f"{out} is not empty and holds no previous export ({' and '.join(FOLDER_MARKERS)}), "
+            f"{out} is not empty and holds no previous export ({' and '.join(markers)}), "
             "so --overwrite will not replace it; pick a new or empty folder"
         )
     return out
@@ -248,7 +254,7 @@ def export_folder(synset: SyntheticSet, directory: str | os.PathLike[str], overw
     width = len(str(len(names) - 1))
     meta = {k: v for k, v in synset.metadata.items() if k != "path"}
     meta.update(pixel_space_of_pngs="unit (8-bit)", exported_from_factor=synset.factor)
-    with _staged_folder(out, overwrite) as stage:
+    with staged_folder(out, overwrite) as stage:
         entries = []
         counts = [0] * len(names)
         for i, label in enumerate(dec.labels.tolist()):
@@ -291,7 +297,7 @@ def _sibling(path: Path, kind: str) -> Path:
 
 
 @contextmanager
-def _staged_folder(out: Path, overwrite: bool) -> Iterator[Path]:
+def staged_folder(out: Path, overwrite: bool, markers: tuple[str, ...] = FOLDER_MARKERS) -> Iterator[Path]:
     """A hidden folder beside ``out`` to build an export in; on success it takes ``out``'s
     place (an empty ``out`` is removed, a previous export moved aside, then deleted), on
     failure it is deleted and ``out`` is untouched."""
@@ -300,7 +306,7 @@ def _staged_folder(out: Path, overwrite: bool) -> Iterator[Path]:
     stage.mkdir()
     try:
         yield stage
-        check_folder_target(out, overwrite)  # still true now that the export is complete
+        check_folder_target(out, overwrite, markers)  # still true now that the export is complete
         old = None
         if out.exists():
             old = _sibling(out, "old")
@@ -339,12 +345,16 @@ def import_set(path: str | os.PathLike[str], name: str, registry: Registry, data
         raise RegistryError(f"{source}: not a condensekit HDF5 set nor an images.pt/labels.pt pair")
     if dataset is None:
         raise UsageError(f"importing {images_path.name} needs the dataset it belongs to: pass --data DATASET")
-    synset = _from_pt(images_path, dataset)
+    synset = read_pt_pair(images_path, dataset)
     return registry.save(synset, name)
 
 
-def _from_pt(images_path: Path, dataset: str) -> SyntheticSet:
+def read_pt_pair(images_path: Path, dataset: str) -> SyntheticSet:
+    """The set held by ``images_path`` (``images.pt``) and the ``labels.pt`` (and optional
+    ``soft_labels.pt``) beside it: normalized-space float images of ``dataset``, checked by
+    :func:`condensekit.sharing.formats.check_tensors`; a bad file is a one-line RegistryError."""
     from condensekit.data import dataset_info
+    from condensekit.sharing.formats import check_tensors
 
     info = dataset_info(dataset)
     labels_path = images_path.with_name("labels.pt")
@@ -354,30 +364,8 @@ def _from_pt(images_path: Path, dataset: str) -> SyntheticSet:
     labels = _load_tensor(labels_path)
     soft_path = images_path.with_name("soft_labels.pt")
     soft = _load_tensor(soft_path) if soft_path.is_file() else None
-    expected = (info.channels, info.resolution, info.resolution)
-    if images.dim() != 4 or tuple(images.shape[1:]) != expected:
-        raise RegistryError(
-            f"{images_path}: images have shape {tuple(images.shape)}, "
-            f"expected (N, {', '.join(map(str, expected))}) for {info.name}"
-        )
-    if not images.is_floating_point() or not torch.isfinite(images).all():
-        raise RegistryError(f"{images_path}: images must be finite floating-point values")
-    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-        raise RegistryError(
-            f"{labels_path}: expected {images.shape[0]} labels (one per image), got shape {tuple(labels.shape)}"
-        )
-    if labels.is_floating_point() and not torch.equal(labels, labels.round()):
-        raise RegistryError(f"{labels_path}: labels must be integer class indices")
-    labels = labels.long()
-    if labels.numel() and (labels.min() < 0 or labels.max() >= info.num_classes):
-        raise RegistryError(
-            f"{labels_path}: labels must be in [0, {info.num_classes}) for {info.name}, "
-            f"got {int(labels.min())}..{int(labels.max())}"
-        )
-    if soft is not None and tuple(soft.shape) != (images.shape[0], info.num_classes):
-        raise RegistryError(
-            f"{soft_path}: expected shape ({images.shape[0]}, {info.num_classes}), got {tuple(soft.shape)}"
-        )
+    where = (str(images_path), str(labels_path), str(soft_path))
+    images, labels, soft = check_tensors(images, labels, soft, info, where, error=RegistryError)
     counts = torch.bincount(labels, minlength=info.num_classes)
     ipc = int(counts[0]) if bool((counts == counts[0]).all()) else None
     metadata = {**info.as_metadata(), "method": "imported", "source": str(images_path.parent), "ipc": ipc}
@@ -392,11 +380,9 @@ def _from_pt(images_path: Path, dataset: str) -> SyntheticSet:
 
 
 def _load_tensor(path: Path) -> torch.Tensor:
-    try:
-        value = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 -- torch.load raises many types for foreign or broken files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RegistryError(f"{path}: not a loadable tensor file ({first})") from None
+    from condensekit.sharing.formats import load_torch
+
+    value = load_torch(path, error=RegistryError)
     if not isinstance(value, torch.Tensor):
         raise RegistryError(f"{path}: expected a single tensor, found {type(value).__name__}")
     return value
