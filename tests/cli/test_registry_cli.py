@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import h5py
@@ -208,7 +209,7 @@ def test_export_needs_exactly_one_target(app: typer.Typer, saved: Registry, tmp_
         app, ["export", "dm-cifar10-ipc2", "--pt", str(tmp_path / "a"), "--folder", str(tmp_path / "b")]
     )
     assert isinstance(result.exception, UsageError)
-    assert "exactly one of --grid FILE, --pt DIR or --folder DIR" in str(result.exception)
+    assert "exactly one of --grid FILE, --pt DIR, --folder DIR or --hf DIR" in str(result.exception)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
@@ -223,7 +224,7 @@ def test_export_pt_then_import(app: typer.Typer, saved: Registry, tmp_path: Path
 def test_import_rejects_a_foreign_file(app: typer.Typer, saved: Registry, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     result = runner.invoke(app, ["import", str(tmp_path / "notes.txt"), "--name", "x"])
-    assert isinstance(result.exception, RegistryError)
+    assert isinstance(result.exception, UsageError) and "no import format recognizes it" in str(result.exception)
     assert [r["name"] for r in saved.list_sets()] == ["dm-cifar10-ipc2"]
 
 
@@ -260,3 +261,101 @@ def test_registry_check_fails_on_corruption_even_with_fix(app: typer.Typer, save
         f["labels"][0] = 5
     result = runner.invoke(app, ["registry", "check", "--fix"])
     assert isinstance(result.exception, RegistryError) and "corrupted" in result.stdout
+
+
+# --- sharing: export --hf, import --format, push (condensekit.sharing) -------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run the real command (error handling and exit codes included): code, stdout, stderr."""
+    from condensekit.cli.app import run
+
+    code = run(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _mini_set(ipc: int = 1) -> SyntheticSet:
+    from condensekit.data import dataset_info
+
+    info = dataset_info("cifar10-mini")
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(10 * ipc, 3, 32, 32, generator=gen) * 1.2
+    meta = {**info.as_metadata(), "method": "dm", "ipc": ipc, "backbone": "convnet", "config": {"lr_img": 1.0}}
+    return SyntheticSet(images=images, labels=torch.arange(10).repeat_interleave(ipc), metadata=meta)
+
+
+def test_export_hf_then_import_is_bit_identical(registry_root: Path, tmp_path: Path, capsys) -> None:
+    ref = Registry().save(_mini_set(), "mini").ref
+    code, out, _ = _cli(capsys, "export", ref, "--hf", str(tmp_path / "hf"))
+    assert code == 0 and out.strip() == f"Exported {ref} to {tmp_path / 'hf'} (hf)"
+    code, out, err = _cli(capsys, "import", str(tmp_path / "hf"), "--name", "back")
+    assert code == 0 and out.strip() == f"Imported {tmp_path / 'hf'} (hf) as back:v1"
+    assert err.strip() == f"detected hf: a condensekit Hugging Face export of {ref}"
+    assert Registry().resolve("back").sha256 == Registry().resolve(ref).sha256
+
+
+def test_import_format_and_exp_with_json(registry_root: Path, tmp_path: Path, capsys) -> None:
+    images = [_mini_set().images, _mini_set().images + 1]
+    labels = torch.arange(10)
+    path = tmp_path / "res_DM_CIFAR10_ConvNet_1ipc.pt"
+    torch.save({"data": [[images[0], labels], [images[1], labels]], "accs_all_exps": {}}, path)
+    code, out, err = _cli(
+        capsys, "import", str(path), "--format", "dc", "--exp", "1", "--data", "cifar10-mini", "--json"
+    )
+    assert code == 0 and err == ""
+    report = json.loads(out)
+    assert report["ref"] == "dc-cifar10-mini-ipc1:v1" and report["format"] == "dc" and not report["detected"]
+    assert report["facts"]["experiment"] == 1
+    assert torch.equal(Registry().load(report["ref"]).images, images[1])
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "message"),
+    [
+        (torch.randn(10, 3, 32, 32), torch.arange(9), "expected 10 labels (one per image)"),
+        (torch.randn(10, 3, 28, 28), torch.arange(10), "(wrong resolution: 28x28 px)"),
+        (torch.randn(10, 3, 32, 32), torch.arange(10) % 5, "the set has images of 5 classes, cifar10-mini has 10"),
+    ],
+    ids=["counts", "resolution", "classes"],
+)
+def test_a_bad_peer_file_exits_2_in_one_line_and_writes_nothing(
+    registry_root: Path, tmp_path: Path, capsys, images: torch.Tensor, labels: torch.Tensor, message: str
+) -> None:
+    torch.save(images, tmp_path / "images_best.pt")
+    torch.save(labels, tmp_path / "labels_best.pt")
+    code, out, err = _cli(capsys, "import", str(tmp_path), "--data", "cifar10-mini")
+    assert code == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not registry_root.exists() or Registry().list_sets() == []
+
+
+def test_a_hostile_pickle_exits_2(registry_root: Path, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "data_best.pt"
+    torch.save([torch.zeros(10, 3, 32, 32), {"x": sys.modules["os"].getcwd}], path)
+    code, _, err = _cli(capsys, "import", str(path), "--data", "cifar10-mini", "--factor", "2")
+    assert code == 2 and "refused: it holds pickled objects" in err and len(err.strip().splitlines()) == 1
+    assert not registry_root.exists() or Registry().list_sets() == []
+
+
+def test_import_without_the_hf_extra_names_it(registry_root: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    ref = Registry().save(_mini_set(), "mini").ref
+    monkeypatch.setitem(sys.modules, "datasets", None)  # an install without condensekit[hf]
+    code, _, err = _cli(capsys, "export", ref, "--hf", str(tmp_path / "hf"))
+    assert code == 2 and "pip install 'condensekit[hf]'" in err and not (tmp_path / "hf").exists()
+
+
+def test_push_dry_run_reports_the_upload_as_json(registry_root: Path, tmp_path: Path, capsys) -> None:
+    ref = Registry().save(_mini_set(), "mini").ref
+    code, out, _ = _cli(capsys, "push", ref, "someone/mini", "--dry-run", "--folder", str(tmp_path / "kept"), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["uploaded"] is False and report["url"] == "https://huggingface.co/datasets/someone/mini"
+    assert report["files"] == ["README.md", "data/train-00000-of-00001.parquet", "preview.png"]
+    assert report["folder"] == str(tmp_path / "kept") and (tmp_path / "kept" / "README.md").is_file()
+
+
+def test_push_refuses_a_bad_repository_id_before_reading(registry_root: Path, capsys) -> None:
+    code, _, err = _cli(capsys, "push", "nosuch", "bad//id", "--dry-run")
+    assert code == 2 and "'bad//id' is not a Hub repository id" in err
