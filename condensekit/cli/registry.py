@@ -237,7 +237,7 @@ def export(
             "--hf",
             metavar="DIR",
             help="Write a Hugging Face dataset (float32 Parquet + dataset card) into a new or empty folder; "
-            "needs pip install 'condensekit[hf]'.",
+            "needs pip install 'condensekit\\[hf]'.",
         ),
     ] = None,
     overwrite: Annotated[
@@ -284,7 +284,7 @@ def import_(
         typer.Argument(
             metavar="SOURCE",
             help="A file or folder (a condensekit .h5 set, images.pt/labels.pt, a Hugging Face dataset "
-            "folder, or a peer's files), or hf:OWNER/NAME[@REVISION] for a Hub dataset repository.",
+            "folder, or a peer's files), or hf:OWNER/NAME\\[@REVISION] for a Hub dataset repository.",
         ),
     ],
     name: Annotated[
@@ -374,7 +374,7 @@ def push(
 ) -> None:
     """Upload a set to the Hugging Face Hub as a dataset repository (export --hf, then upload).
 
-    Needs pip install 'condensekit[hf]' and a login (`hf auth login` or HF_TOKEN); the
+    Needs pip install 'condensekit\\[hf]' and a login (`hf auth login` or HF_TOKEN); the
     repository is created if it does not exist."""
     from condensekit.sharing import hf
 
