@@ -8,7 +8,10 @@ Training follows the official DANCE recipe (``pretrain.py`` + IDC's ``train.py::
 SGD 0.01 / momentum 0.9 / weight decay 5e-4, step decay x0.2 at 2/3 and 5/6 of the epochs,
 batch 64 (128 at 128 px), per-sample DSA ``color_crop`` (IDC mode) in the normalized space,
 and CutMix with probability 0.5. Every random draw comes from a generator seeded from
-(seed, expert), so the same seed gives the same experts.
+(seed, expert), so the same seed gives the same experts. The experts train through
+evaluation's trainer (:func:`condensekit.evaluation.train.train_models`): on a GPU as one
+batched ensemble, as many at a time as fit in memory, on the CPU one after another unless
+asked; either way expert ``k`` draws exactly what it draws alone.
 """
 
 from __future__ import annotations
@@ -23,19 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from condensekit import __version__, runtime
 from condensekit.backbones import create_backbone
 from condensekit.data import dataset_info, load_dataset
+from condensekit.data.base import RealData
 from condensekit.errors import DatasetError, UsageError
 from condensekit.evaluation.protocols import Protocol, get_protocol
-from condensekit.evaluation.train import make_augment, protocol_loss, top1_accuracy
+from condensekit.evaluation.train import RealBatches, runs_per_wave, top1_accuracy, train_models
 from condensekit.runtime import select_device
 
 if TYPE_CHECKING:
-    from condensekit.data.base import DatasetInfo, RealData
+    from condensekit.data.base import DatasetInfo
 
 #: From this resolution on the official recipe uses real batches of 128 (ImageNet subsets).
 HIGH_RESOLUTION = 128
@@ -62,9 +65,11 @@ class Experts:
 
 
 class ExpertsProgress(typing.Protocol):
-    """Protocol of ``progress``: ``progress(done, total, **metrics)`` after every epoch, where
-    ``done``/``total`` count epochs over all experts and ``metrics`` holds ``expert`` (1-based),
-    ``epoch`` (1-based), ``loss`` and, after an expert's last epoch, ``test_accuracy``."""
+    """Protocol of ``progress``: ``progress(done, total, **metrics)`` after every epoch of every
+    expert (experts training together report each epoch in turn), where ``done``/``total``
+    count epochs over all experts and ``metrics`` holds ``expert`` (1-based), ``epoch``
+    (1-based), ``loss`` (the epoch's mean batch loss) and, after an expert's last epoch,
+    ``test_accuracy``."""
 
     def __call__(self, done: int, total: int, **metrics: float) -> None: ...
 
@@ -107,50 +112,6 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
-class _Trainer:
-    """One expert's optimizer and schedule; ``epoch`` runs one epoch of ``protocol``.
-
-    The per-batch work (DSA, CutMix, loss) is evaluation's; only the data access differs:
-    batches are drawn from the uint8 real data and converted to float one at a time.
-    """
-
-    def __init__(self, model: torch.nn.Module, protocol: Protocol, device: torch.device, seed: int) -> None:
-        self.model = model
-        self.protocol = protocol
-        self.device = device
-        self.optimizer = torch.optim.SGD(
-            model.parameters(), lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay
-        )
-        self.augment = make_augment(protocol)
-        self.generator = torch.Generator().manual_seed(seed)  # order, DSA, CutMix images
-        self.mix_rng = np.random.default_rng(seed)  # CutMix's coin, Beta draw and box
-        self.epochs_done = 0
-
-    def step(self, data: RealData, idx: torch.Tensor) -> torch.Tensor:
-        """One SGD step on the real images ``idx``; returns the (detached) loss."""
-        idx = idx.to(data.device)
-        x = data.as_float(data.images[idx].to(self.device, non_blocking=True), "normalized")
-        y = data.labels[idx].to(self.device, non_blocking=True)
-        if self.augment is not None:
-            with torch.no_grad():
-                x = self.augment(x, self.generator)
-        loss = protocol_loss(self.model, x, y, self.protocol, self.generator, self.mix_rng)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-    def epoch(self, data: RealData) -> float:
-        """ceil(N / batch) batches of a random permutation of the training set; mean loss."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.protocol.lr_at(self.epochs_done)
-        n, b = len(data), self.protocol.batch
-        perm = torch.randperm(n, generator=self.generator)
-        losses = [self.step(data, perm[s : s + b]) for s in range(0, n, b)]
-        self.epochs_done += 1
-        return float(torch.stack(losses).mean())
-
-
 def _check_counts(num: int, epochs: int) -> None:
     if num < 1:
         raise UsageError(f"the number of experts must be >= 1, got {num}")
@@ -175,39 +136,46 @@ def train_experts(
     test: RealData | None = None,
     batch: int | None = None,
     progress: ExpertsProgress | None = None,
+    max_parallel_runs: int | None = None,
 ) -> Experts:
     """Train ``num`` experts of ``backbone`` on ``data`` for ``epochs`` epochs each.
 
     Each expert's initial weights are snapshotted before training (the exact weights it was
     trained from); with ``test`` its top-1 test accuracy is recorded in the metadata.
-    ``progress`` follows :class:`ExpertsProgress`.
+    ``progress`` follows :class:`ExpertsProgress`. The experts train as evaluation's runs do
+    (:func:`~condensekit.evaluation.train.runs_per_wave`): together as one batched ensemble on
+    a GPU, as many as fit in its free memory; one after another on the CPU unless
+    ``max_parallel_runs`` asks (the ensemble is slower there); ``max_parallel_runs=1`` always
+    trains them in turn. Both give the same experts up to float summation order.
     """
     _check_counts(num, epochs)
     runtime.reuse_freed_memory()
     dev = _device(device)
     info = data.info
     protocol = expert_protocol(info.resolution, epochs, batch)
-    initial: list[dict[str, torch.Tensor]] = []
-    trained: list[dict[str, torch.Tensor]] = []
-    accuracies: list[float | None] = []
     init_seeds = [expert_seed(seed, k, "init") for k in range(num)]
     train_seeds = [expert_seed(seed, k, "train") for k in range(num)]
     started = time.perf_counter()
-    for k in range(num):
-        model = _build(backbone, info, init_seeds[k])
-        initial.append(_cpu_state(model))
-        model.to(dev)
-        trainer = _Trainer(model, protocol, dev, train_seeds[k])
-        test_accuracy = None
-        for epoch in range(epochs):
-            loss = trainer.epoch(data)
-            metrics: dict[str, float] = {"expert": k + 1, "epoch": epoch + 1, "loss": loss}
-            if epoch == epochs - 1 and test is not None:
-                test_accuracy = metrics["test_accuracy"] = _test_accuracy(model, test, dev)
-            if progress is not None:
-                progress(k * epochs + epoch + 1, num * epochs, **metrics)
-        trained.append(_cpu_state(model))
-        accuracies.append(test_accuracy)
+    models = [_build(backbone, info, s) for s in init_seeds]
+    initial = [_cpu_state(model) for model in models]
+    models = [model.to(dev) for model in models]
+    source = RealBatches(data, dev)
+    parallel = runs_per_wave(models[0], _one_image(source), protocol, dev, num, max_parallel_runs)
+    accuracies: list[float | None] = [None] * num
+    total = num * protocol.trained_epochs
+    done = 0
+
+    def on_epoch(k: int, epoch: int, loss: torch.Tensor) -> None:
+        nonlocal done
+        done += 1
+        metrics: dict[str, float] = {"expert": k + 1, "epoch": epoch, "loss": float(loss)}
+        if epoch == protocol.trained_epochs and test is not None:
+            accuracies[k] = metrics["test_accuracy"] = _test_accuracy(models[k], test, dev)
+        if progress is not None:
+            progress(done, total, **metrics)
+
+    train_models(models, train_seeds, source, protocol, dev, on_epoch, parallel=parallel)
+    trained = [_cpu_state(model) for model in models]
     metadata = {
         "num": num,
         "epochs": epochs,
@@ -221,6 +189,7 @@ def train_experts(
         "num_classes": info.num_classes,
         "channels": info.channels,
         "device": str(dev),
+        "runs_per_wave": parallel,
         "wall_time_s": round(time.perf_counter() - started, 3),
         "condensekit_version": __version__,
     }
@@ -234,25 +203,45 @@ def train_experts(
     )
 
 
+def _one_image(source: RealBatches) -> torch.Tensor:
+    """The first training image, normalized on the training device: what sizes a wave."""
+    x, _ = source.take(torch.zeros(1, dtype=torch.long, device=source.index_device))
+    return x
+
+
+#: Training steps :func:`estimate_expert_seconds` times, after one step of warm-up.
+_TIMED_STEPS = 2
+
+
 def estimate_expert_seconds(
-    data: RealData, backbone: str, epochs: int, num: int, device: str | torch.device, batch: int | None = None
+    data: RealData,
+    backbone: str,
+    epochs: int,
+    num: int,
+    device: str | torch.device,
+    batch: int | None = None,
+    max_parallel_runs: int | None = None,
 ) -> float:
-    """Expected wall time of :func:`train_experts`, from timing a few real training steps."""
+    """Expected wall time of :func:`train_experts`, from timing a few real training steps of
+    the experts that train together (one wave), through the same trainer."""
     dev = _device(device)
-    protocol = expert_protocol(data.info.resolution, max(epochs, 1), batch)
-    trainer = _Trainer(_build(backbone, data.info, 0).to(dev), protocol, dev, 0)
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[: protocol.batch]
-    trainer.step(data, idx)  # warm-up: first-call allocations and kernel selection
-    timed = 2
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    started = time.perf_counter()
-    for _ in range(timed):
-        trainer.step(data, idx)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    per_step = (time.perf_counter() - started) / timed
-    return per_step * math.ceil(len(data) / protocol.batch) * epochs * num
+    protocol = expert_protocol(data.info.resolution, 1 + _TIMED_STEPS, batch)
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[: protocol.batch].to(data.device)
+    one_batch = RealBatches(RealData(data.info, data.images[idx], data.labels[idx]), dev)  # an epoch is a step
+    probe = _build(backbone, data.info, 0).to(dev)
+    wave = runs_per_wave(probe, _one_image(one_batch), protocol, dev, num, max_parallel_runs)
+    models = [probe, *(_build(backbone, data.info, k).to(dev) for k in range(1, wave))]
+    marks: list[float] = []
+
+    def on_epoch(k: int, _epoch: int, _loss: torch.Tensor) -> None:
+        if k == 0:
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            marks.append(time.perf_counter())  # the first mark ends the warm-up step
+
+    train_models(models, range(wave), one_batch, protocol, dev, on_epoch, parallel=wave)
+    per_step = (marks[-1] - marks[0]) / _TIMED_STEPS
+    return per_step * math.ceil(len(data) / protocol.batch) * epochs * math.ceil(num / wave)
 
 
 def train_for_dataset(
@@ -268,10 +257,14 @@ def train_for_dataset(
     batch: int | None = None,
     progress: ExpertsProgress | None = None,
     notify: Callable[[str], None] | None = None,
+    max_parallel_runs: int | None = None,
 ) -> Experts:
     """Load ``dataset`` (train, and test when available) and train experts on it: what
-    ``condensekit experts train`` does before saving them."""
+    ``condensekit experts train`` does before saving them. ``max_parallel_runs`` as in
+    :func:`train_experts`."""
     _check_counts(num, epochs)
+    if max_parallel_runs is not None and max_parallel_runs < 1:
+        raise UsageError(f"--max-parallel-runs must be >= 1, got {max_parallel_runs}")
     info = dataset_info(dataset, resolution)
     name = backbone or info.default_backbone
     dev = _device(device)
@@ -283,13 +276,22 @@ def train_for_dataset(
         if notify is not None:
             notify(f"no test split ({exc}): experts are trained without test accuracy")
     if notify is not None:
-        seconds = estimate_expert_seconds(real, name, epochs, num, dev, batch)
+        seconds = estimate_expert_seconds(real, name, epochs, num, dev, batch, max_parallel_runs)
         notify(
             f"training {num} {name} expert{'s' if num != 1 else ''} on {info.name} ({info.resolution}px) "
             f"for {epochs} epoch{'s' if epochs != 1 else ''} on {dev}: about {format_duration(seconds)}"
         )
     return train_experts(
-        real, backbone=name, num=num, epochs=epochs, seed=seed, device=dev, test=test, batch=batch, progress=progress
+        real,
+        backbone=name,
+        num=num,
+        epochs=epochs,
+        seed=seed,
+        device=dev,
+        test=test,
+        batch=batch,
+        progress=progress,
+        max_parallel_runs=max_parallel_runs,
     )
 
 

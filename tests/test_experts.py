@@ -190,6 +190,80 @@ def test_same_seed_gives_identical_experts(small: RealData) -> None:
     assert a.metadata["test_accuracy"] == [None]  # no test split given
 
 
+# --- experts trained together (evaluation's batched ensemble) ---------------------------
+
+
+def _train_two(data: RealData, parallel: int, backbone: str = "convnet", test: RealData | None = None) -> Experts:
+    """2 experts x 1 epoch of 4 batches (the last partial: CutMix and DSA on every batch)."""
+    return train_experts(
+        data, backbone=backbone, num=2, epochs=1, seed=5, device="cpu", test=test, batch=60, max_parallel_runs=parallel
+    )
+
+
+@pytest.fixture(scope="module")
+def together(small: RealData, mini: tuple) -> Experts:
+    return _train_two(small, 2, test=mini[1])
+
+
+def test_experts_trained_together_equal_experts_trained_in_turn(small: RealData, together: Experts) -> None:
+    alone = _train_two(small, 1)
+    assert (together.metadata["runs_per_wave"], alone.metadata["runs_per_wave"]) == (2, 1)
+    for k in range(2):
+        assert _states_equal(together.initial[k], alone.initial[k])
+        for name, weight in alone.trained[k].items():
+            torch.testing.assert_close(together.trained[k][name], weight, atol=1e-5, rtol=1e-4)
+
+
+def test_experts_trained_together_record_the_test_accuracy_of_their_trained_weights(
+    together: Experts, mini: tuple
+) -> None:
+    from condensekit.evaluation.train import top1_accuracy
+
+    info = dataset_info(DATASET, RES)
+    for k in range(2):
+        model = create_backbone("convnet", channels=info.channels, num_classes=info.num_classes, resolution=RES, seed=0)
+        model.load_state_dict(together.trained[k])
+        assert together.metadata["test_accuracy"][k] == top1_accuracy([model], mini[1], torch.device("cpu"))[0]
+
+
+def test_batch_norm_experts_train_in_turn_even_when_asked_to_train_together(small: RealData) -> None:
+    experts = _train_two(small, 2, backbone="convnet-bn")
+    assert experts.metadata["runs_per_wave"] == 1
+    assert not _states_equal(experts.initial[1], experts.trained[1])
+
+
+def test_zero_parallel_experts_is_a_usage_error(small: RealData) -> None:
+    with pytest.raises(UsageError, match="--max-parallel-runs must be >= 1"):
+        _train_two(small, 0)
+
+
+def _cli_train_two(root: Path, *flags: str) -> Experts:
+    """``experts train`` of 2 experts x 1 epoch at 8 px (the whole mini split, 4 batches)."""
+    from condensekit.cli.app import run
+
+    args = ["experts", "train", "--data", DATASET, "--res", "8", "--batch", "500", "--num", "2"]
+    args += ["--epochs", "1", "--device", "cpu", "--registry", str(root), "--json", *flags]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run(args) == 0
+    ((version, _),) = Registry(root).experts_versions(DATASET, "convnet", 8)
+    return Registry(root).load_experts(version.ref)
+
+
+def test_cli_max_parallel_runs_trains_experts_together(tmp_path: Path) -> None:
+    assert _cli_train_two(tmp_path, "--max-parallel-runs", "2").metadata["runs_per_wave"] == 2
+
+
+def test_cli_sequential_trains_experts_in_turn(tmp_path: Path) -> None:
+    assert _cli_train_two(tmp_path, "--sequential", "--max-parallel-runs", "2").metadata["runs_per_wave"] == 1
+
+
+def test_cli_refuses_zero_parallel_experts(registry_root, capsys: pytest.CaptureFixture) -> None:
+    from condensekit.cli.app import run
+
+    code = run(["experts", "train", "--data", DATASET, "--max-parallel-runs", "0", "--device", "cpu"])
+    assert code == 2 and "--max-parallel-runs" in capsys.readouterr().err
+
+
 def test_recipe_milestones_and_batch_follow_the_official_code() -> None:
     assert expert_protocol(32, 60).milestone_epochs() == [40, 50]
     assert expert_protocol(128, 80).milestone_epochs() == [53, 66]

@@ -31,6 +31,15 @@ def train_command(
     data_root: str | None = typer.Option(None, "--data-root", envvar="CONDENSEKIT_DATA", help="dataset root folder"),
     registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
     name: str | None = typer.Option(None, "--name", help="registry name (default: <dataset>-<backbone>)"),
+    sequential: bool = typer.Option(
+        False, "--sequential", help="train the experts one after another (the reference path; default on the CPU)"
+    ),
+    max_parallel_runs: int | None = typer.Option(
+        None,
+        "--max-parallel-runs",
+        min=1,
+        help="train at most N experts together as one batched ensemble (default: as many as fit on a GPU, 1 on a CPU)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress or notices on stderr (errors only)"),
 ) -> None:
@@ -62,6 +71,7 @@ def train_command(
             batch=batch,
             progress=progress,
             notify=console.notify,
+            max_parallel_runs=1 if sequential else max_parallel_runs,
         )
     version = store.save_experts(experts, name=name)
     accuracies = experts.metadata.get("test_accuracy", [])

@@ -3,12 +3,15 @@
 :func:`train_runs` takes every seed of one architecture at once and trains them one after
 another or as one batched ensemble (waves of ``parallel`` runs). All randomness of a run
 (init, shuffling, DSA, CutMix) derives from its seed, so both paths train the same networks.
+:func:`train_models` is the trainer under it, for any :class:`BatchSource`: evaluation's
+synthetic tensors, or the real training split experts learn from.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import typing
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -25,6 +28,11 @@ from condensekit.evaluation.protocols import Protocol
 
 #: ``(index of the run in seeds, epochs completed in that run)``, called after every epoch.
 EpochCallback = Callable[[int, int], None]
+
+#: ``(index of the run, epochs completed in it, its mean training loss over that epoch as a
+#: 0-d tensor on the device)``, called after every epoch; at a run's last epoch its model
+#: already holds the trained weights.
+RunCallback = Callable[[int, int, torch.Tensor], None]
 
 TEST_BATCH = 1024
 
@@ -53,32 +61,55 @@ def train_runs(
 
     ``images`` are normalized (N, C, H, W); ``soft_labels`` (N, K) class probabilities, used as
     targets instead of ``labels`` when given. Up to ``parallel`` runs train together as one
-    batched ensemble (stacked weights, one forward, backward and optimizer step for all of
-    them; :func:`can_train_together` says which models can), the rest in waves of that size;
-    ``parallel=1`` trains them one after another. Either way run ``k`` draws exactly the random
-    stream it draws alone (init, shuffling, DSA, CutMix come from its seed), so both paths give
-    the same networks up to float summation order. Returns the trained models, in ``seeds``
+    batched ensemble (see :func:`train_models`). Returns the trained models, in ``seeds``
     order, on ``device`` in eval mode. The accuracy that counts is the final epoch's: no model
     selection happens here.
     """
-    if parallel < 1:
-        raise UsageError(f"--max-parallel-runs must be >= 1, got {parallel}")
     images = images.to(device)
     targets = (soft_labels.float() if soft_labels is not None else labels.long()).to(device)
     models = [make_model(seed).to(device) for seed in seeds]
+
+    def on_epoch(run: int, epoch: int, _loss: torch.Tensor) -> None:
+        if progress is not None:
+            progress(run, epoch)
+
+    return train_models(models, seeds, TensorBatches(images, targets), protocol, device, on_epoch, precision, parallel)
+
+
+def train_models(
+    models: Sequence[nn.Module],
+    seeds: Sequence[int],
+    source: BatchSource,
+    protocol: Protocol,
+    device: torch.device,
+    progress: RunCallback | None = None,
+    precision: str = "fp32",
+    parallel: int = 1,
+) -> list[nn.Module]:
+    """Train ``models`` (on ``device``) in place on ``source`` with ``protocol``, run ``k``
+    drawing its batches, DSA and CutMix from ``seeds[k]``.
+
+    Up to ``parallel`` runs train together as one batched ensemble (stacked weights, one
+    forward, backward and optimizer step for all of them; :func:`can_train_together` says
+    which models can), the rest in waves of that size; ``parallel=1`` trains them one after
+    another. Either way run ``k`` draws exactly the random stream it draws alone, so both
+    paths give the same networks up to float summation order. ``progress`` follows
+    :data:`RunCallback`. Returns ``models`` in eval mode.
+    """
+    if parallel < 1:
+        raise UsageError(f"--max-parallel-runs must be >= 1, got {parallel}")
+    models = list(models)
     together = parallel if can_train_together(models[0]) else 1
     for first in range(0, len(models), together):
         wave = list(range(first, min(first + together, len(models))))
 
-        def on_epoch(epoch: int, wave: list[int] = wave) -> None:
+        def on_epoch(epoch: int, losses: torch.Tensor, wave: list[int] = wave) -> None:
             if progress is not None:
-                for index in wave:
-                    progress(index, epoch)
+                for i, index in enumerate(wave):
+                    progress(index, epoch, losses[i])
 
         trainer = _train_ensemble if len(wave) > 1 else _train_one
-        trainer(
-            [models[i] for i in wave], [seeds[i] for i in wave], images, targets, protocol, device, on_epoch, precision
-        )
+        trainer([models[i] for i in wave], [seeds[i] for i in wave], source, protocol, device, on_epoch, precision)
     return [model.eval() for model in models]
 
 
@@ -146,6 +177,56 @@ def can_train_together(model: nn.Module) -> bool:
     return next(iter(model.buffers()), None) is None
 
 
+class BatchSource(typing.Protocol):
+    """Where runs take their training batches from: ``len(source)`` examples, indexed on
+    ``source.index_device``; ``take(idx)`` gives the (inputs, targets) of examples ``idx`` on
+    the training device, inputs normalized."""
+
+    @property
+    def index_device(self) -> torch.device: ...
+
+    def __len__(self) -> int: ...
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class TensorBatches:
+    """A training set held as tensors on the training device (evaluation's synthetic set):
+    normalized images and hard (int) or soft (probability) targets."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor) -> None:
+        self.images, self.targets = images, targets
+
+    @property
+    def index_device(self) -> torch.device:
+        return self.images.device
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[idx], self.targets[idx]
+
+
+class RealBatches:
+    """A real training split (what experts learn from), kept as uint8 where it was loaded and
+    converted to normalized floats on ``device`` one batch at a time."""
+
+    def __init__(self, data: RealData, device: torch.device) -> None:
+        self.data, self.device = data, device
+
+    @property
+    def index_device(self) -> torch.device:
+        return self.data.device
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def take(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.data.as_float(self.data.images[idx].to(self.device, non_blocking=True), "normalized")
+        return x, self.data.labels[idx].to(self.device, non_blocking=True)
+
+
 class _Run:
     """One run's random streams and its batches: what makes run ``k`` of an ensemble draw
     exactly what it draws when trained alone."""
@@ -156,18 +237,22 @@ class _Run:
         self.mix_rng = np.random.default_rng(seed)  # CutMix's coin, Beta draw and box (as IDC, NumPy)
         self.augment = make_augment(protocol)
         self.order = torch.empty(0, dtype=torch.long)
+        self.losses: list[torch.Tensor] = []  # this epoch's batch losses, detached
 
-    def shuffle(self, n: int, device: torch.device) -> None:
-        self.order = torch.randperm(n, generator=self.generator).to(device)
+    def shuffle(self, source: BatchSource) -> None:
+        self.order = torch.randperm(len(source), generator=self.generator).to(source.index_device)
+        self.losses = []
 
-    def batch(self, images: torch.Tensor, targets: torch.Tensor, start: int) -> _Batch:
-        idx = self.order[start : start + self.protocol.batch]
-        x, y = images[idx], targets[idx]
+    def batch(self, source: BatchSource, start: int) -> _Batch:
+        x, y = source.take(self.order[start : start + self.protocol.batch])
         if self.augment is not None:
             with torch.no_grad():
                 x = self.augment(x, self.generator)
         x, partner, keep = mix_batch(x, self.protocol, self.generator, self.mix_rng)
         return _Batch(x, y, partner, keep)
+
+    def mean_loss(self) -> torch.Tensor:
+        return torch.stack(self.losses).mean()
 
 
 class _Batch:
@@ -181,11 +266,10 @@ class _Batch:
 def _train_one(
     models: list[nn.Module],
     seeds: list[int],
-    images: torch.Tensor,
-    targets: torch.Tensor,
+    source: BatchSource,
     protocol: Protocol,
     device: torch.device,
-    on_epoch: Callable[[int], None],
+    on_epoch: Callable[[int, torch.Tensor], None],
     precision: str,
 ) -> None:
     (model,), (seed,) = models, seeds
@@ -193,25 +277,25 @@ def _train_one(
     optimizer = _optimizer(list(model.parameters()), protocol)
     model.train()
     for epoch in _epochs(protocol, optimizer):
-        run.shuffle(images.shape[0], device)
-        for start in range(0, images.shape[0], protocol.batch):
-            batch = run.batch(images, targets, start)
+        run.shuffle(source)
+        for start in range(0, len(source), protocol.batch):
+            batch = run.batch(source, start)
             with runtime.precision(device, precision):
                 loss = batch.loss(model(batch.x))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        on_epoch(epoch + 1)
+            run.losses.append(loss.detach())
+        on_epoch(epoch + 1, run.mean_loss()[None])
 
 
 def _train_ensemble(
     models: list[nn.Module],
     seeds: list[int],
-    images: torch.Tensor,
-    targets: torch.Tensor,
+    source: BatchSource,
     protocol: Protocol,
     device: torch.device,
-    on_epoch: Callable[[int], None],
+    on_epoch: Callable[[int, torch.Tensor], None],
     precision: str,
 ) -> None:
     """The runs of ``models`` as one model: weights stacked on a leading run dimension, one
@@ -227,16 +311,24 @@ def _train_ensemble(
     skeleton.train()
     for epoch in _epochs(protocol, optimizer):
         for run in runs:
-            run.shuffle(images.shape[0], device)
-        for start in range(0, images.shape[0], protocol.batch):
-            batches = [run.batch(images, targets, start) for run in runs]
+            run.shuffle(source)
+        for start in range(0, len(source), protocol.batch):
+            batches = [run.batch(source, start) for run in runs]
             with runtime.precision(device, precision):
                 logits = batched_forward(weights, torch.stack([b.x for b in batches]))
-                loss = torch.stack([b.loss(out) for b, out in zip(batches, logits, strict=True)]).sum()
+                losses = [b.loss(out) for b, out in zip(batches, logits, strict=True)]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.stack(losses).sum().backward()
             optimizer.step()
-        on_epoch(epoch + 1)
+            for run, loss in zip(runs, losses, strict=True):
+                run.losses.append(loss.detach())
+        if epoch + 1 == protocol.trained_epochs:  # the models hold their weights from the last report on
+            _unstack(weights, models)
+        on_epoch(epoch + 1, torch.stack([run.mean_loss() for run in runs]))
+
+
+def _unstack(weights: dict[str, torch.Tensor], models: Sequence[nn.Module]) -> None:
+    """Copy run ``k``'s slice of the stacked ``weights`` into ``models[k]``."""
     with torch.no_grad():
         for k, model in enumerate(models):
             for name, param in model.named_parameters():
@@ -304,20 +396,6 @@ def batch_loss(logits: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | No
     if partner is None:
         return F.cross_entropy(out, y)
     return F.cross_entropy(out, y) * keep + F.cross_entropy(out, y[partner]) * (1.0 - keep)
-
-
-def protocol_loss(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    protocol: Protocol,
-    generator: torch.Generator,
-    mix_rng: np.random.Generator,
-) -> torch.Tensor:
-    """One batch's loss under ``protocol``: cross-entropy on hard (int) or soft (probability)
-    targets, with IDC's CutMix when the protocol has it. Shared with expert training."""
-    x, partner, keep = mix_batch(x, protocol, generator, mix_rng)
-    return batch_loss(model(x), y, partner, keep)
 
 
 def cutmix(

@@ -12,11 +12,13 @@ from condensekit.data import load_dataset
 from condensekit.errors import UsageError
 from condensekit.evaluation import PROTOCOLS
 from condensekit.evaluation.train import (
+    TensorBatches,
     _epochs,
     can_train_together,
     free_memory,
     runs_per_wave,
     top1_accuracy,
+    train_models,
     train_runs,
     training_bytes,
 )
@@ -147,6 +149,23 @@ def test_runs_beyond_the_wave_size_train_in_further_waves(real_train) -> None:
     assert calls == [(0, 1), (1, 1), (2, 1)]
     for a, b in zip(alone, waves, strict=True):
         torch.testing.assert_close(_state(b), _state(a), atol=1e-5, rtol=1e-4)
+
+
+def test_each_runs_last_report_sees_its_trained_weights(real_train) -> None:
+    images, labels = real_train
+    proto = PROTOCOLS["idc"].with_overrides(epochs=2, batch=4)
+    models = [_make_model(s) for s in (1, 2)]
+    seen: dict[int, torch.Tensor] = {}
+
+    def on_epoch(run: int, epoch: int, loss: torch.Tensor) -> None:
+        assert torch.isfinite(loss) and loss.dim() == 0
+        if epoch == proto.trained_epochs:
+            seen[run] = _state(models[run]).clone()
+
+    train_models(models, [1, 2], TensorBatches(images, labels), proto, DEVICE, on_epoch, parallel=2)
+    assert set(seen) == {0, 1}
+    for run, model in enumerate(models):
+        assert torch.equal(seen[run], _state(model)) and not torch.equal(seen[run], _state(_make_model(run + 1)))
 
 
 def test_models_with_buffers_train_one_after_another() -> None:
