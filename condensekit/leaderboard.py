@@ -479,13 +479,16 @@ def plot(board: Sequence[Entry], path: str | os.PathLike[str]) -> Path:
     """Draw ``board`` into ``path`` (its format follows the extension, e.g. .png).
 
     One row of two panels per group with its IPC left open (dataset, resolution, protocol,
-    architectures): accuracy against IPC, one line per method through its best set at each
-    IPC, and the same sets' accuracy against their distillation wall time. Error bars are
-    the std over runs. The file is written under a temporary name and renamed into place."""
+    architectures): accuracy against IPC, one line per method (its colour) through its best
+    set at each IPC; and the same sets' accuracy against their distillation wall time, one
+    marker per IPC (a method's sets all take similar times, so lines would be vertical
+    strokes there). Error bars are the std over runs. The file is written under a temporary
+    name and renamed into place."""
     target = check_plot_target(path)
     if not board:
         raise UsageError("no stored evaluation matches; nothing to plot")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     families: dict[Group, list[Entry]] = {}
@@ -494,52 +497,62 @@ def plot(board: Sequence[Entry], path: str | os.PathLike[str]) -> Path:
     methods = sorted({entry.method or "?" for entry in board})
     cmap = plt.get_cmap("tab10")
     colors = {method: cmap(i % 10) for i, method in enumerate(methods)}
+    ipcs = sorted({entry.group.ipc or 0 for entry in board})
+    markers = {ipc: _MARKERS[i % len(_MARKERS)] for i, ipc in enumerate(ipcs)}
 
     fig, axes = plt.subplots(len(families), 2, figsize=(13, 4.6 * len(families)), squeeze=False, layout="constrained")
     for (family, members), (by_ipc, by_time) in zip(families.items(), axes, strict=True):
+        shown_methods, shown_ipcs = [], set()
         for method in methods:
             points = _best_per_ipc([e for e in members if (e.method or "?") == method])
             if not points:
                 continue
-            style = {"color": colors[method], "marker": "o", "capsize": 3, "linewidth": 1.6, "markersize": 6}
-            ipcs = [e.group.ipc or 0 for e in points]
-            means = [e.mean for e in points]
-            errors = [e.std or 0.0 for e in points]
-            by_ipc.errorbar(ipcs, means, yerr=errors, label=method, **style)
-            timed = [e for e in points if e.distill_wall_time_s]
-            if timed:
-                by_time.errorbar(
-                    [e.distill_wall_time_s for e in timed],
-                    [e.mean for e in timed],
-                    yerr=[e.std or 0.0 for e in timed],
-                    label=method,
-                    **style,
-                )
-                for e in timed:
-                    by_time.annotate(
-                        f"IPC {e.group.ipc}",
-                        (e.distill_wall_time_s or 0.0, e.mean),
-                        textcoords="offset points",
-                        xytext=(6, -12),
-                        fontsize=8,
+            shown_methods.append(method)
+            by_ipc.errorbar(
+                [e.group.ipc or 0 for e in points],
+                [e.mean for e in points],
+                yerr=[e.std or 0.0 for e in points],
+                color=colors[method],
+                marker="o",
+                capsize=3,
+                linewidth=1.6,
+            )
+            for e in points:
+                if e.distill_wall_time_s:
+                    shown_ipcs.add(e.group.ipc or 0)
+                    by_time.errorbar(
+                        [e.distill_wall_time_s],
+                        [e.mean],
+                        yerr=[e.std or 0.0],
                         color=colors[method],
+                        marker=markers[e.group.ipc or 0],
+                        markersize=8,
+                        capsize=3,
+                        linestyle="none",
                     )
-        all_ipcs = sorted({e.group.ipc for e in members if e.group.ipc})
+        family_ipcs = sorted({e.group.ipc for e in members if e.group.ipc})
         by_ipc.set_xscale("log")
-        by_ipc.set_xticks(all_ipcs)
+        by_ipc.set_xticks(family_ipcs)
         by_ipc.xaxis.set_major_formatter(ScalarFormatter())
         by_ipc.xaxis.set_minor_formatter(NullFormatter())
-        if all_ipcs:
-            by_ipc.set_xlim(all_ipcs[0] / 1.5, all_ipcs[-1] * 1.5)
+        if family_ipcs:
+            by_ipc.set_xlim(family_ipcs[0] / 1.5, family_ipcs[-1] * 1.5)
         by_ipc.set_xlabel("images per class (IPC, log scale)")
         by_ipc.set_title(f"accuracy vs IPC: {_family_title(family)}", fontsize=10)
         by_time.set_xscale("log")
         by_time.set_xlabel("distillation wall time (s, log scale)")
         by_time.set_title(f"accuracy vs distillation time: {_family_title(family)}", fontsize=10)
+        method_keys = [Line2D([], [], color=colors[m], marker="o", label=m) for m in shown_methods]
+        ipc_keys = [
+            Line2D([], [], color="0.3", marker=markers[i], linestyle="none", label=f"IPC {i}")
+            for i in ipcs
+            if i in shown_ipcs
+        ]
+        by_ipc.legend(handles=method_keys, title="method", fontsize=9, loc="best")
+        by_time.legend(handles=method_keys + ipc_keys, title="method, IPC", fontsize=9, loc="best")
         for ax in (by_ipc, by_time):
             ax.set_ylabel("test accuracy (%)")
             ax.grid(True, which="major", alpha=0.3)
-            ax.legend(title="method", fontsize=9, loc="best")
     fig.suptitle("condensekit leaderboard: each method's best set per IPC; error bars: std over runs", fontsize=12)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial{target.suffix}")
     try:
@@ -551,6 +564,10 @@ def plot(board: Sequence[Entry], path: str | os.PathLike[str]) -> Path:
         plt.close(fig)
         tmp.unlink(missing_ok=True)
     return target
+
+
+#: Markers of the IPCs in the distillation-time panel, in IPC order.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def _best_per_ipc(members: Iterable[Entry]) -> list[Entry]:
