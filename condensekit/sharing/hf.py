@@ -533,8 +533,10 @@ def _read_card(folder: Path) -> dict[str, Any]:
 
 
 def _has_data_files(folder: Path) -> bool:
-    patterns = ("*.parquet", "*.arrow")
-    return any(next(folder.rglob(p), None) is not None for p in patterns)
+    """Parquet or Arrow files at most three folders deep (``data/``, ``<config>/<split>/``):
+    auto detection must not walk a large tree it was pointed at by mistake."""
+    patterns = [f"{'*/' * depth}*.{ext}" for depth in range(4) for ext in ("parquet", "arrow")]
+    return any(next(folder.glob(p), None) is not None for p in patterns)
 
 
 @register
