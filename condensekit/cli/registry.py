@@ -22,6 +22,7 @@ from rich.text import Text
 from condensekit.cli import console
 from condensekit.cli.completion import complete_sets
 from condensekit.errors import CondensekitError, RegistryError, UsageError
+from condensekit.evaluation.report import runs_per_arch
 from condensekit.paths import REGISTRY_ENV
 
 if TYPE_CHECKING:
@@ -109,12 +110,7 @@ def _add_run_counts(evals: list[dict[str, Any]]) -> None:
     the table and ``--json`` should both say which one it is. None when the report does not
     list its runs (a report recorded by hand through the API)."""
     for ev in evals:
-        results = ev.get("result", {}).get("results", [])
-        counts = {
-            str(r["arch"]): len(r["accuracies"])
-            for r in results
-            if isinstance(r, dict) and "arch" in r and isinstance(r.get("accuracies"), list)
-        }
+        counts = runs_per_arch(ev.get("result", {}))
         for arch, score in ev["scores"].items():
             score["runs"] = counts.get(arch)
 
