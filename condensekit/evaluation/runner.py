@@ -13,19 +13,29 @@ import functools
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from condensekit import runtime
 from condensekit.errors import BackboneError, UsageError
-from condensekit.evaluation.protocols import Protocol, get_protocol
+from condensekit.evaluation.protocols import PROTOCOLS, Protocol, get_protocol
 from condensekit.evaluation.report import ArchResult, EvalReport
-from condensekit.evaluation.train import TestSplit, make_augment, runs_per_wave, top1_accuracy, train_runs
+from condensekit.evaluation.train import (
+    Relabel,
+    TestSplit,
+    make_augment,
+    runs_per_wave,
+    top1_accuracy,
+    train_runs,
+)
 from condensekit.precision import check_precision
 from condensekit.synthetic import SyntheticSet
+
+if TYPE_CHECKING:
+    from condensekit.evaluation.teacher import Teacher
 
 #: The architecture name meaning "the dataset's default backbone at the set's resolution".
 DEFAULT_ARCH = "default"
@@ -67,19 +77,25 @@ def evaluate(
     progress: Callable[[EvalProgress], None] | None = None,
     precision: str = "fp32",
     max_parallel_runs: int | None = None,
+    teacher: Teacher | None = None,
 ) -> EvalReport:
     """Train ``runs`` fresh networks per architecture on ``synset`` and test them.
 
-    ``protocol`` names a registered :class:`Protocol` (``dc`` or ``idc``); ``epochs``, ``lr``,
-    ``batch`` and ``dsa`` override its values, and the effective values are recorded in the
-    report. ``archs`` are backbone names (``timm:NAME`` included); ``"default"`` is the
-    dataset's default backbone at the set's resolution. The test split is loaded first, so a
-    missing one fails before any training (``DatasetError``). ``precision`` ("fp32", "bf16",
-    "fp16" on CUDA) is the autocast dtype of training and testing. Runs of one architecture
-    train as one batched ensemble, as many at a time as fit in memory (``max_parallel_runs``
-    caps it; 1 trains them one after another; on the CPU they train in turn unless it is
-    given, since the ensemble is slower there). ``KeyboardInterrupt`` propagates: nothing is
-    returned or recorded for an interrupted evaluation.
+    ``protocol`` names a registered :class:`Protocol` (``dc``, ``idc`` or ``kd``), or is one
+    (a variant of a registered protocol is recorded under its name with what differs as its
+    overrides); ``epochs``, ``lr``, ``batch`` and ``dsa`` override its values, and the
+    effective values are recorded in the report. A protocol whose teacher relabels every
+    view (``kd``) needs ``teacher`` (:func:`~condensekit.evaluation.teacher.load_teacher`),
+    checked against the set's dataset and resolution before anything is loaded; the method
+    that made the set relabels in its place where it ships a relabel hook. ``archs`` are
+    backbone names (``timm:NAME`` included); ``"default"`` is the dataset's default backbone
+    at the set's resolution. The test split is loaded first, so a missing one fails before
+    any training (``DatasetError``). ``precision`` ("fp32", "bf16", "fp16" on CUDA) is the
+    autocast dtype of training and testing. Runs of one architecture train as one batched
+    ensemble, as many at a time as fit in memory (``max_parallel_runs`` caps it; 1 trains them
+    one after another; on the CPU they train in turn unless it is given, since the ensemble is
+    slower there). ``KeyboardInterrupt`` propagates: nothing is returned or recorded for an
+    interrupted evaluation.
     """
     from condensekit.backbones import create_backbone
     from condensekit.data import dataset_info, load_dataset
@@ -87,8 +103,9 @@ def evaluate(
     if runs < 1:
         raise UsageError(f"--runs must be >= 1, got {runs}")
     runtime.reuse_freed_memory()
-    base = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
-    proto = base.with_overrides(epochs=epochs, lr=lr, batch=batch, dsa=dsa)
+    given = protocol if isinstance(protocol, Protocol) else get_protocol(protocol)
+    base = PROTOCOLS.get(given.name, given)  # a variant's overrides count against its preset
+    proto = given.with_overrides(epochs=epochs, lr=lr, batch=batch, dsa=dsa)
     dev = device if isinstance(device, torch.device) else runtime.select_device(device)
     check_precision(precision, dev.type)
     if max_parallel_runs is not None and max_parallel_runs < 1:
@@ -98,12 +115,16 @@ def evaluate(
     if not dataset:
         raise UsageError("the synthetic set has no 'dataset' in its metadata; cannot find its test split")
     # What differs from the named protocol: a result with overrides is not a "dc" result.
-    overrides = {f.name: getattr(proto, f.name) for f in fields(proto)}
-    overrides = {k: v for k, v in overrides.items() if v != getattr(base, k)}
+    overrides = proto.overrides_against(base)
     proto = proto.for_dataset(dataset)
     resolution = int(synset.images.shape[-1])
     info = dataset_info(dataset, resolution)
+    relabel, relabel_source = _relabel(proto, synset, teacher, info, dev)
     images, labels, soft = _training_tensors(synset, info)
+    ipc = int(synset.metadata.get("ipc") or max(1, labels.numel() // info.num_classes))
+    proto = proto.for_set(ipc, info.num_classes)
+    if not proto.uses_stored_soft_labels:
+        soft = None  # hard labels, or the teacher's
     names = _arch_names(archs, info.default_backbone)
     test = TestSplit(load_dataset(dataset, split="test", resolution=resolution, data_root=data_root, device=dev), dev)
 
@@ -133,7 +154,17 @@ def evaluate(
                 progress(EvalProgress("train", arch, run, runs, epoch, epochs_per_run, done, total))
 
         models = train_runs(
-            functools.partial(make_model, arch), seeds, images, labels, soft, proto, dev, on_epoch, precision, parallel
+            functools.partial(make_model, arch),
+            seeds,
+            images,
+            labels,
+            soft,
+            proto,
+            dev,
+            on_epoch,
+            precision,
+            parallel,
+            relabel,
         )
         if progress is not None:
             done = (a + 1) * runs * epochs_per_run
@@ -156,10 +187,31 @@ def evaluate(
         "resolution": resolution,
         "train_images": int(images.shape[0]),
         "soft_labels": soft is not None,
+        "teacher": None if relabel is None or teacher is None else teacher.describe(),
+        "relabel": relabel_source,
         "test_split": "test",
         "test_images": len(test),
     }
     return EvalReport(protocol=proto.name, params=params, results=results, device=str(dev))
+
+
+def _relabel(
+    proto: Protocol, synset: SyntheticSet, teacher: Teacher | None, info: Any, dev: torch.device
+) -> tuple[Relabel | None, str | None]:
+    """How the protocol's teacher relabels the views (None where it does not), and the
+    source in words; a missing or unfit teacher fails here, before any data is loaded."""
+    if not proto.relabels:
+        return None, None
+    from condensekit.evaluation.teacher import check_teacher, relabel_for
+
+    if teacher is None:
+        raise UsageError(
+            f"protocol {proto.name} relabels every view with a teacher; pass one (--teacher REF, "
+            f"or train experts of {info.name}: condensekit experts train --data {info.name})"
+        )
+    check_teacher(teacher, info)
+    teacher.model.to(dev)
+    return relabel_for(synset.metadata, teacher)
 
 
 def _probe(make_model: Callable[[str, int], torch.nn.Module], arch: str, info: Any, resolution: int) -> torch.nn.Module:

@@ -24,7 +24,7 @@ from condensekit.augment import DSA
 from condensekit.backbones.convnet import InstanceNorm
 from condensekit.data.base import RealData
 from condensekit.errors import UsageError
-from condensekit.evaluation.protocols import Protocol
+from condensekit.evaluation.protocols import OPTIMIZERS, Protocol
 
 #: ``(index of the run in seeds, epochs completed in that run)``, called after every epoch.
 EpochCallback = Callable[[int, int], None]
@@ -33,6 +33,11 @@ EpochCallback = Callable[[int, int], None]
 #: 0-d tensor on the device)``, called after every epoch; at a run's last epoch its model
 #: already holds the trained weights.
 RunCallback = Callable[[int, int, torch.Tensor], None]
+
+#: ``(views, labels) -> logits``: a teacher's soft targets for a batch of augmented training
+#: views (normalized, after DSA and CutMix) and the hard labels of the images they were made
+#: from; called under ``torch.no_grad`` (see :func:`relabel_batches`).
+Relabel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 TEST_BATCH = 1024
 
@@ -56,6 +61,7 @@ def train_runs(
     progress: EpochCallback | None = None,
     precision: str = "fp32",
     parallel: int = 1,
+    relabel: Relabel | None = None,
 ) -> list[nn.Module]:
     """Train one fresh ``make_model(seed)`` per seed on (images, labels) with ``protocol``.
 
@@ -63,7 +69,8 @@ def train_runs(
     targets instead of ``labels`` when given. Up to ``parallel`` runs train together as one
     batched ensemble (see :func:`train_models`). Returns the trained models, in ``seeds``
     order, on ``device`` in eval mode. The accuracy that counts is the final epoch's: no model
-    selection happens here.
+    selection happens here. With ``relabel`` (a protocol whose teacher relabels every view),
+    every augmented batch's targets are ``relabel(views, labels)`` instead.
     """
     images = images.to(device)
     targets = (soft_labels.float() if soft_labels is not None else labels.long()).to(device)
@@ -73,7 +80,8 @@ def train_runs(
         if progress is not None:
             progress(run, epoch)
 
-    return train_models(models, seeds, TensorBatches(images, targets), protocol, device, on_epoch, precision, parallel)
+    source = TensorBatches(images, targets)
+    return train_models(models, seeds, source, protocol, device, on_epoch, precision, parallel, relabel)
 
 
 def train_models(
@@ -85,6 +93,7 @@ def train_models(
     progress: RunCallback | None = None,
     precision: str = "fp32",
     parallel: int = 1,
+    relabel: Relabel | None = None,
 ) -> list[nn.Module]:
     """Train ``models`` (on ``device``) in place on ``source`` with ``protocol``, run ``k``
     drawing its batches, DSA and CutMix from ``seeds[k]``.
@@ -94,7 +103,8 @@ def train_models(
     which models can), the rest in waves of that size; ``parallel=1`` trains them one after
     another. Either way run ``k`` draws exactly the random stream it draws alone, so both
     paths give the same networks up to float summation order. ``progress`` follows
-    :data:`RunCallback`. Returns ``models`` in eval mode.
+    :data:`RunCallback`. ``relabel`` (:data:`Relabel`) gives the targets of every augmented
+    batch, once per step for all runs of a wave. Returns ``models`` in eval mode.
     """
     if parallel < 1:
         raise UsageError(f"--max-parallel-runs must be >= 1, got {parallel}")
@@ -109,7 +119,9 @@ def train_models(
                     progress(index, epoch, losses[i])
 
         trainer = _train_ensemble if len(wave) > 1 else _train_one
-        trainer([models[i] for i in wave], [seeds[i] for i in wave], source, protocol, device, on_epoch, precision)
+        trainer(
+            [models[i] for i in wave], [seeds[i] for i in wave], source, protocol, device, on_epoch, precision, relabel
+        )
     return [model.eval() for model in models]
 
 
@@ -249,18 +261,32 @@ class _Run:
             with torch.no_grad():
                 x = self.augment(x, self.generator)
         x, partner, keep = mix_batch(x, self.protocol, self.generator, self.mix_rng)
-        return _Batch(x, y, partner, keep)
+        return _Batch(x, y, partner, keep, self.protocol.temperature)
 
     def mean_loss(self) -> torch.Tensor:
         return torch.stack(self.losses).mean()
 
 
 class _Batch:
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | None, keep: float) -> None:
-        self.x, self.y, self.partner, self.keep = x, y, partner, keep
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | None, keep: float, temperature: float
+    ) -> None:
+        self.x, self.y, self.partner, self.keep, self.temperature = x, y, partner, keep, temperature
+        self.teacher: torch.Tensor | None = None  # a teacher's logits on ``x``, when it relabels
 
     def loss(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.teacher is not None:
+            return kd_loss(logits, self.teacher, self.temperature)
         return batch_loss(logits, self.y, self.partner, self.keep)
+
+
+def relabel_batches(batches: Sequence[_Batch], relabel: Relabel) -> None:
+    """Set every batch's targets to ``relabel`` of exactly its augmented views: one call for
+    all of them (the runs of an ensemble step), without gradients."""
+    with torch.no_grad():
+        logits = relabel(torch.cat([b.x for b in batches]), torch.cat([b.y for b in batches]))
+    for batch, part in zip(batches, logits.float().split([len(b.x) for b in batches]), strict=True):
+        batch.teacher = part
 
 
 def _train_one(
@@ -271,16 +297,19 @@ def _train_one(
     device: torch.device,
     on_epoch: Callable[[int, torch.Tensor], None],
     precision: str,
+    relabel: Relabel | None = None,
 ) -> None:
     (model,), (seed,) = models, seeds
     run = _Run(seed, protocol)
-    optimizer = _optimizer(list(model.parameters()), protocol)
+    optimizer = _optimizer(list(model.named_parameters()), protocol)
     model.train()
     for epoch in _epochs(protocol, optimizer):
         run.shuffle(source)
         for start in range(0, len(source), protocol.batch):
             batch = run.batch(source, start)
             with runtime.precision(device, precision):
+                if relabel is not None:
+                    relabel_batches([batch], relabel)
                 loss = batch.loss(model(batch.x))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -297,17 +326,19 @@ def _train_ensemble(
     device: torch.device,
     on_epoch: Callable[[int, torch.Tensor], None],
     precision: str,
+    relabel: Relabel | None = None,
 ) -> None:
     """The runs of ``models`` as one model: weights stacked on a leading run dimension, one
     ``vmap``-ed forward over every run's own batch, the sum of the runs' losses (each run's
-    gradient is its own loss's), and one SGD step, which is elementwise and so per run."""
+    gradient is its own loss's), and one optimizer step, which is elementwise (SGD, AdamW)
+    and so per run. A teacher relabels every run's views in one batched forward."""
     from torch.func import vmap
 
     runs = [_Run(seed, protocol) for seed in seeds]
     stacked, skeleton, forward = _stacked(models)
     weights = {name: tensor.requires_grad_(True) for name, tensor in stacked.items()}
     batched_forward = vmap(forward)
-    optimizer = _optimizer(list(weights.values()), protocol)
+    optimizer = _optimizer(list(weights.items()), protocol, run_dims=1)
     skeleton.train()
     for epoch in _epochs(protocol, optimizer):
         for run in runs:
@@ -315,6 +346,8 @@ def _train_ensemble(
         for start in range(0, len(source), protocol.batch):
             batches = [run.batch(source, start) for run in runs]
             with runtime.precision(device, precision):
+                if relabel is not None:
+                    relabel_batches(batches, relabel)
                 logits = batched_forward(weights, torch.stack([b.x for b in batches]))
                 losses = [b.loss(out) for b, out in zip(batches, logits, strict=True)]
             optimizer.zero_grad(set_to_none=True)
@@ -365,8 +398,11 @@ def _vmap_ready(model: nn.Module) -> nn.Module:
     return model
 
 
-def _optimizer(params: list[torch.Tensor], protocol: Protocol) -> torch.optim.SGD:
-    return torch.optim.SGD(params, lr=protocol.lr, momentum=protocol.momentum, weight_decay=protocol.weight_decay)
+def _optimizer(
+    named: Sequence[tuple[str, torch.Tensor]], protocol: Protocol, run_dims: int = 0
+) -> torch.optim.Optimizer:
+    """The protocol's optimizer over ``named`` parameters (``run_dims`` leading run dimensions)."""
+    return OPTIMIZERS[protocol.optimizer](named, protocol, run_dims)
 
 
 def _epochs(protocol: Protocol, optimizer: torch.optim.Optimizer) -> Iterator[int]:
@@ -396,6 +432,14 @@ def batch_loss(logits: torch.Tensor, y: torch.Tensor, partner: torch.Tensor | No
     if partner is None:
         return F.cross_entropy(out, y)
     return F.cross_entropy(out, y) * keep + F.cross_entropy(out, y[partner]) * (1.0 - keep)
+
+
+def kd_loss(logits: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """RDED's and SRe2L's distillation loss: ``KLDivLoss(reduction="batchmean")`` of the
+    student's ``log_softmax(logits / T)`` against the teacher's ``softmax(teacher / T)``
+    (no ``T ** 2`` factor, as both codes and DD-Ranking's default)."""
+    student = F.log_softmax(logits.float() / temperature, dim=1)
+    return F.kl_div(student, F.softmax(teacher.float() / temperature, dim=1), reduction="batchmean")
 
 
 def cutmix(

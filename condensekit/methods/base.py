@@ -308,6 +308,25 @@ class Method:
         with the resolved config, before any work: core plans which experts the run uses)."""
         return None
 
+    def relabel(self, views: torch.Tensor, labels: torch.Tensor, teacher: torch.nn.Module) -> torch.Tensor:
+        """Soft targets of augmented training views, for evaluation protocols whose teacher
+        relabels every view (``kd``); override it to ship your own relabelling with the sets
+        your method makes (API 1.1).
+
+        ``views`` (B, C, H, W) are the exact images a student trains on in one step: the set's
+        images normalized in the dataset's space, after the protocol's augmentation and
+        CutMix. ``labels`` (B,) are the hard labels of the images the views were made from
+        (before CutMix pasted a box of another image). ``teacher`` is the evaluation's trained
+        network (eval mode, frozen weights) on the views' device; calling it is up to you.
+        Return logits (B, num_classes): the protocol softens them with its temperature, and
+        the student learns ``KL(softmax(logits / T) || softmax(student / T))``. Core calls it
+        under ``torch.no_grad`` and the evaluation's autocast, once per training step, with
+        ``self.config`` the config the set was made with; it may pass the views of several
+        runs at once, so treat every view on its own. The default is the plain teacher.
+        """
+        out: torch.Tensor = teacher(views)
+        return out
+
     def distill(self, ctx: DistillContext) -> SyntheticSet:
         """Produce ``ctx.ipc`` images for each class in ``ctx.classes`` (class-major order),
         with ``self.config`` already resolved (see :meth:`configured`).

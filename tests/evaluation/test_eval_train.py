@@ -14,8 +14,12 @@ from condensekit.evaluation import PROTOCOLS
 from condensekit.evaluation.train import (
     TensorBatches,
     _epochs,
+    _optimizer,
+    _Run,
     can_train_together,
     free_memory,
+    kd_loss,
+    relabel_batches,
     runs_per_wave,
     top1_accuracy,
     train_models,
@@ -204,3 +208,83 @@ def test_stacked_test_pass_equals_one_model_at_a_time() -> None:
     one_by_one = top1_accuracy(models, test, DEVICE)
     stacked = top1_accuracy(models, test, DEVICE, batched=True)
     assert stacked == one_by_one
+
+
+# --- the kd protocol: a teacher relabels every augmented view -------------------------------
+
+
+def _mini_teacher(mini_experts) -> nn.Module:
+    teacher = _make_model(0)
+    teacher.load_state_dict(mini_experts.trained[0])
+    return teacher.eval()
+
+
+def test_kd_ensemble_trains_the_networks_sequential_training_gives(real_train, mini_experts) -> None:
+    images, labels = real_train
+    teacher = _mini_teacher(mini_experts)
+    proto = PROTOCOLS["kd"].with_overrides(epochs=2, batch=4)  # AdamW, flip + CutMix, KL at T = 20
+
+    def relabel(views: torch.Tensor, _labels: torch.Tensor) -> torch.Tensor:
+        return teacher(views)
+
+    alone = train_runs(_make_model, [21, 22], images, labels, None, proto, DEVICE, parallel=1, relabel=relabel)
+    together = train_runs(_make_model, [21, 22], images, labels, None, proto, DEVICE, parallel=2, relabel=relabel)
+    test = load_dataset("cifar10-mini", "test")
+    x = test.as_float(test.images[:200])
+    for a, b in zip(alone, together, strict=True):
+        # AdamW divides by the root of each weight's squared gradients: where those are tiny, float
+        # summation order moves a weight by up to ~1e-4 (measured), not the network's outputs.
+        torch.testing.assert_close(_state(b), _state(a), atol=1e-3, rtol=1e-3)
+        with torch.no_grad():
+            torch.testing.assert_close(b(x), a(x), atol=1e-3, rtol=1e-3)
+        assert not torch.equal(_state(a), _state(_make_model(21)))
+
+
+def test_kd_teacher_sees_exactly_each_augmented_batch_without_gradients(real_train, mini_experts) -> None:
+    images, labels = real_train
+    teacher = _mini_teacher(mini_experts)
+    proto = PROTOCOLS["kd"].with_overrides(epochs=1, batch=5)
+    seen: list[tuple[torch.Tensor, torch.Tensor, bool]] = []
+
+    def relabel(views: torch.Tensor, view_labels: torch.Tensor) -> torch.Tensor:
+        seen.append((views.clone(), view_labels.clone(), torch.is_grad_enabled()))
+        return teacher(views)
+
+    train_runs(_make_model, [7], images, labels, None, proto, DEVICE, relabel=relabel)
+    replay, source = _Run(7, proto), TensorBatches(images, labels)  # run 7's own streams, drawn again
+    replay.shuffle(source)
+    expected = [replay.batch(source, start) for start in (0, 5)]
+    assert len(seen) == 2
+    for (views, view_labels, grad), batch in zip(seen, expected, strict=True):
+        assert torch.equal(views, batch.x) and torch.equal(view_labels, batch.y) and not grad
+        assert not torch.equal(views, images[replay.order[: len(views)]])  # flipped and CutMix-ed, not raw
+
+
+def test_kd_targets_are_the_teachers_logits_on_the_view_and_the_loss_is_rdeds_kl(real_train, mini_experts) -> None:
+    images, labels = real_train
+    teacher = _mini_teacher(mini_experts)
+    proto = PROTOCOLS["kd"].with_overrides(epochs=1, batch=10)
+    run, source = _Run(3, proto), TensorBatches(images, labels)
+    run.shuffle(source)
+    batch = run.batch(source, 0)
+    relabel_batches([batch], lambda views, _labels: teacher(views))
+    with torch.no_grad():
+        assert batch.teacher is not None and torch.equal(batch.teacher, teacher(batch.x))
+    student = _make_model(5)(batch.x)
+    t = proto.temperature
+    kl = nn.KLDivLoss(reduction="batchmean")
+    rded = kl(F.log_softmax(student / t, dim=1), F.softmax(teacher(batch.x) / t, dim=1))
+    torch.testing.assert_close(batch.loss(student), rded)
+    assert torch.allclose(kd_loss(student, batch.teacher, t), rded)
+
+
+def test_kd_decays_only_conv_and_linear_weights_as_rdeds_get_parameters() -> None:
+    model = _make_model(0)
+    optimizer = _optimizer(list(model.named_parameters()), PROTOCOLS["kd"])
+    decayed, kept = optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert isinstance(optimizer, torch.optim.AdamW) and (decayed["weight_decay"], kept["weight_decay"]) == (0.01, 0.0)
+    assert {names[id(p)] for p in decayed["params"]} == {n for n, p in model.named_parameters() if p.dim() > 1}
+    stacked = {n: p.detach()[None].repeat(2, *[1] * p.dim()) for n, p in model.named_parameters()}  # 2 runs
+    groups = _optimizer(list(stacked.items()), PROTOCOLS["kd"], run_dims=1).param_groups
+    assert [len(g["params"]) for g in groups] == [len(decayed["params"]), len(kept["params"])]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -111,3 +113,54 @@ def test_cutmix_pastes_a_partner_box_and_reports_the_kept_fraction() -> None:
     assert torch.allclose(pasted[moved], torch.full_like(pasted[moved], 1 - keep))
     assert 0.0 <= keep < 1.0 and moved.any()
     assert torch.equal(x[:, 0, 0, 0], torch.arange(8, dtype=torch.float32))  # input untouched
+
+
+# --- kd: RDED's evaluation (LINs-lab/RDED 3f6453d, validation/main.py + argument.py) -----------
+
+
+def test_kd_protocol_is_rdeds_small_dataset_recipe() -> None:
+    kd = get_protocol("kd")
+    assert (kd.epochs, kd.lr, kd.optimizer, kd.betas, kd.weight_decay) == (300, 0.001, "adamw", (0.9, 0.999), 0.01)
+    assert (kd.targets, kd.temperature, kd.schedule, kd.decay_all) == ("teacher", 20.0, "half_cosine", False)
+    assert (kd.cutmix_prob, kd.cutmix_beta, kd.trained_epochs) == (1.0, 1.0, 300)  # cutmix on every batch
+    dsa = make_augment(kd)
+    assert dsa is not None and (dsa.strategy, dsa.mode) == ("flip", "idc")  # RandomHorizontalFlip
+
+
+def test_kd_learning_rate_of_every_epoch_is_rdeds_lambda_schedule() -> None:
+    kd = get_protocol("kd").with_overrides(epochs=30)
+    optimizer = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=kd.lr)
+    # argument.py's --cos default: LambdaLR stepped once per epoch.
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * step / 30 / 2)) if step <= 30 else 0
+    )
+    rded = []
+    for _ in range(30):
+        rded.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert [kd.lr_at(e) for e in range(kd.trained_epochs)] == pytest.approx(rded, rel=1e-12)
+
+
+@pytest.mark.parametrize(("ipc", "classes", "batch"), [(1, 10, 10), (10, 10, 50), (50, 10, 100), (10, 100, 100)])
+def test_kd_batch_follows_rdeds_batch_per_ipc_and_class_count(ipc: int, classes: int, batch: int) -> None:
+    assert get_protocol("kd").for_set(ipc, classes).batch == batch
+
+
+def test_an_explicit_batch_overrides_kds_batch_per_ipc_and_is_the_only_override() -> None:
+    kd = get_protocol("kd")
+    mine = kd.with_overrides(batch=8)
+    assert mine.for_set(50, 100).batch == 8
+    assert mine.overrides_against(kd) == {"batch": 8}
+
+
+def test_kd_records_its_new_fields_and_dc_idc_record_as_before() -> None:
+    new = {"optimizer", "betas", "decay_all", "schedule", "targets", "temperature", "ipc_batches"}
+    assert new <= set(get_protocol("kd").as_dict())
+    assert not new & set(get_protocol("idc").as_dict()) and not new & set(get_protocol("dc").as_dict())
+
+
+@pytest.mark.parametrize("override", [{"optimizer": "lion"}, {"targets": "oracle"}, {"temperature": 0.0}])
+def test_an_unknown_optimizer_or_target_or_a_bad_temperature_is_a_usage_error(override: dict) -> None:
+    with pytest.raises(UsageError):
+        get_protocol("kd").with_overrides(**override)
