@@ -16,6 +16,8 @@ from condensekit.precision import PRECISIONS
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
+    from condensekit.evaluation.scores import ScoresRequest
+
 #: The registered protocol names as a choice (built from the registry, not listed here).
 ProtocolName = Enum("ProtocolName", {name: name for name in PROTOCOLS}, type=str)  # type: ignore[misc]
 #: The precisions of ``condensekit.runtime.PRECISIONS`` as a choice.
@@ -33,7 +35,11 @@ def eval_command(
         autocompletion=complete_archs,
     ),
     runs: int = typer.Option(5, "--runs", help="networks trained per architecture"),
-    protocol: ProtocolName = typer.Option("dc", "--protocol", help="training recipe (dc: DC/DSA/DM; idc: IDC/DANCE)"),
+    protocol: ProtocolName | None = typer.Option(
+        None,
+        "--protocol",
+        help="training recipe (default dc: DC/DSA/DM; idc: IDC/DANCE; kd: a teacher relabels every view, RDED)",
+    ),
     epochs: int | None = typer.Option(None, "--epochs", help="training epochs (default: the protocol's)"),
     lr: float | None = typer.Option(None, "--lr", help="learning rate (default: the protocol's)"),
     batch: int | None = typer.Option(None, "--batch", help="batch size (default: the protocol's)"),
@@ -52,6 +58,24 @@ def eval_command(
         min=1,
         help="train at most N runs together as one batched ensemble (default: as many as fit on a GPU; 1 on the CPU)",
     ),
+    teacher: str | None = typer.Option(
+        None,
+        "--teacher",
+        help="kd's teacher: experts NAME[:vN] (its first network), or timm:NAME=FILE "
+        "(default: the newest experts of the set's dataset and resolution)",
+    ),
+    scores: bool = typer.Option(
+        False,
+        "--scores",
+        help="DD-Ranking's scores (HLR, IOR, LRS, ARS) in the kd family: runs the evaluations not stored yet, "
+        "making the random baseline of the set's IPC if missing",
+    ),
+    full_acc: float | None = typer.Option(
+        None,
+        "--full-acc",
+        help="with --scores: test accuracy (%) of --arch trained on the whole real training set "
+        "(default: the teacher experts' recorded one, when they are that architecture)",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON on stdout"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress on stderr (errors only)"),
     registry: str | None = typer.Option(None, "--registry", envvar="CONDENSEKIT_REGISTRY", help="registry root folder"),
@@ -61,13 +85,51 @@ def eval_command(
 
     The report is recorded in the registry only once every run has finished.
     """
-    from condensekit.evaluation import evaluate
+    from condensekit.errors import UsageError
+    from condensekit.evaluation import evaluate, get_protocol
+    from condensekit.evaluation.teacher import teacher_for
     from condensekit.registry import Registry
 
+    console.set_quiet(quiet)
+    if scores:
+        given = {
+            "--protocol": protocol is not None and protocol.value != "kd",
+            "--lr": lr is not None,
+            "--batch": batch is not None,
+            "--dsa/--no-dsa": dsa is not None,
+        }
+        extra = [flag for flag, value in given.items() if value]
+        if extra:
+            raise UsageError(f"--scores evaluates in the kd family with its own variants; drop {', '.join(extra)}")
+        from condensekit.evaluation.scores import ScoresRequest
+
+        request = ScoresRequest(
+            ref=ref,
+            arch=arch,
+            runs=runs,
+            seed=seed,
+            epochs=epochs,
+            device=device,
+            precision=precision.value,
+            teacher=teacher,
+            full_acc=full_acc,
+            max_parallel_runs=1 if sequential else max_parallel_runs,
+            registry=registry,
+            data_root=data_root,
+        )
+        _print_scores(request, as_json)
+        return
+    if full_acc is not None:
+        raise UsageError("--full-acc is an input of --scores; add --scores or drop it")
+    chosen = get_protocol(protocol.value if protocol is not None else "dc")
     with Registry(registry) as reg:
         version = reg.resolve(ref)
         synset = reg.load(version.ref)
-    console.set_quiet(quiet)
+        if teacher is not None and not chosen.relabels:
+            raise UsageError(f"--teacher is for protocols whose teacher relabels every view (kd), not {chosen.name}")
+        kd_teacher = teacher_for(teacher, synset, reg) if chosen.relabels else None
+    if kd_teacher is not None and teacher is None:
+        console.notify(f"teacher: {kd_teacher.source}, the newest experts of the set's dataset (--teacher REF)")
     with console.progress_reporter(quiet=as_json) as reporter:
         started = False
 
@@ -83,7 +145,7 @@ def eval_command(
             synset,
             archs=arch,
             runs=runs,
-            protocol=protocol.value,
+            protocol=chosen,
             epochs=epochs,
             lr=lr,
             batch=batch,
@@ -94,6 +156,7 @@ def eval_command(
             progress=on_progress,
             precision=precision.value,
             max_parallel_runs=1 if sequential else max_parallel_runs,
+            teacher=kd_teacher,
         )
     result = report.as_dict()
     with Registry(registry) as reg:  # only now: an interrupted evaluation records nothing
@@ -106,6 +169,10 @@ def eval_command(
         f"{version.ref}: protocol {report.protocol} ({p['epochs']} epochs, batch {p['batch']}, "
         f"lr {p['lr']:g}, dsa {'on' if p['dsa'] else 'off'}) on {p['dataset']} test ({p['test_images']} images)"
     )
+    if p.get("relabel") == "teacher":
+        title += f"; teacher {p['teacher']['source']} relabels every view"
+    elif p.get("relabel"):
+        title += f"; every view relabelled by {p['relabel']} (teacher {p['teacher']['source']})"
     table = Table(title=title, title_justify="left")
     columns: tuple[tuple[str, JustifyMethod], ...] = (
         ("arch", "left"),
@@ -118,6 +185,55 @@ def eval_command(
     for r in report.rows():  # one row per architecture, then their mean (>= 2)
         table.add_row(r.arch, str(len(r.accuracies)), f"{r.mean:.2f} ± {r.std:.2f}", f"{r.wall_time_s:.1f} s")
     console.stdout.print(table)
+
+
+def _print_scores(request: ScoresRequest, as_json: bool) -> None:
+    """``eval --scores``: compute DD-Ranking's scores and print them, as tables or JSON."""
+    from condensekit.evaluation.scores import compute_scores
+
+    with console.progress_reporter(quiet=as_json) as reporter:
+        bars: set[str] = set()
+
+        def on_progress(name: str, event: Any) -> None:
+            if name not in bars:
+                bars.add(name)
+                reporter.task(name, f"{name} runs x epochs", event.total)
+            if event.phase == "train":
+                reporter.update(name, event.done)
+
+        result = compute_scores(request, notify=console.notify, progress=on_progress)
+    if as_json:
+        console.print_json(result.as_dict())
+        return
+    record = result.record
+    p = record["params"]
+    title = (
+        f"{result.ref}: DD-Ranking scores in the kd family ({p['arch']}, {p['runs']} runs x {p['epochs']} epochs; "
+        f"teacher {p['teacher']['source']}; random baseline {p['random_ref']}; full-set accuracy "
+        f"{p['full_acc']:.2f} % from {p['full_acc_source']})"
+    )
+    table = Table(title=title, title_justify="left")
+    columns: tuple[tuple[str, JustifyMethod], ...] = (("score", "left"), ("mean ± std", "right"), ("unit", "left"))
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
+    for name, unit in (
+        ("hard_label_recovery", "points"),
+        ("improvement_over_random", "points"),
+        ("improvement_over_random_no_aug", "points"),
+        ("label_robust_score", "[0, 1]"),
+        ("augmentation_robust_score", "[0, 1]"),
+    ):
+        score = record["scores"][name]
+        digits = 2 if unit == "points" else 4
+        table.add_row(name.replace("_", " "), f"{score['mean']:.{digits}f} ± {score['std']:.{digits}f}", unit)
+    console.stdout.print(table)
+    inputs = Table(title="from these evaluations (accuracy %)", title_justify="left")
+    for column in ("evaluation", "ref", "protocol", "accuracy", "eval id", "run now"):
+        inputs.add_column(column, overflow="fold")
+    for name, ev in record["evaluations"].items():
+        ran = "yes" if name in result.ran else "no (stored)"
+        inputs.add_row(name, ev["ref"], ev["protocol"], f"{ev['mean']:.2f}", str(ev["eval_id"]), ran)
+    console.stdout.print(inputs)
 
 
 def compare_command(

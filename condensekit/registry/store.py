@@ -53,6 +53,10 @@ KINDS: dict[str, tuple[str, str]] = {"set": ("sets", ".h5"), "experts": ("expert
 EXPERTS_FORMAT = "condensekit-experts"
 EXPERTS_FORMAT_VERSION = 1
 _PARTIAL = ".partial"
+#: The ``kind`` of a stored record that holds scores computed from other evaluations (DD-Ranking's,
+#: :mod:`condensekit.evaluation.scores`), not accuracies: it indexes no accuracy, and ``show``
+#: lists it under ``scores`` instead of ``evals``.
+SCORES_KIND = "scores"
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,7 @@ class Registry:
             "aliases": aliases,
             "size": row["size"],
             "metadata": json.loads(row["metadata"]),
-            "evals": index.evals(row["id"]),
+            **_split_records(index.evals(row["id"])),
         }
 
     # --- evaluations ----------------------------------------------------------------------
@@ -245,9 +249,11 @@ class Registry:
 
         ``result`` is ``EvalReport.as_dict()``: ``protocol`` and ``results``, a list of
         per-architecture dicts with ``arch``, ``mean`` and ``std``. The whole report is
-        stored as JSON; protocol, arch, mean and std also as queryable columns."""
+        stored as JSON; protocol, arch, mean and std also as queryable columns. A record of
+        ``kind`` :data:`SCORES_KIND` (scores computed from evaluations) is stored whole and
+        indexes no accuracy."""
         target = self.resolve(ref)
-        scores = _arch_scores(result)
+        scores = {} if result.get("kind") == SCORES_KIND else _arch_scores(result)
         index = self._db()
         with index.write():
             row = index.version("set", target.name, target.version)
@@ -257,11 +263,20 @@ class Registry:
 
     def evals(self, ref: str | None = None) -> list[dict[str, Any]]:
         """Evaluations of one set version, oldest first: ``id``, ``protocol``, ``created``,
-        ``scores`` (arch -> mean/std) and the full ``result``."""
+        ``scores`` (arch -> mean/std) and the full ``result`` (records of scores computed from
+        them are :meth:`score_records`)."""
+        return self._records(ref)["evals"]
+
+    def score_records(self, ref: str | None = None) -> list[dict[str, Any]]:
+        """Records of kind :data:`SCORES_KIND` of one set version, oldest first (``id``,
+        ``protocol``, ``created``, ``result``)."""
+        return self._records(ref)["scores"]
+
+    def _records(self, ref: str | None) -> dict[str, list[dict[str, Any]]]:
         target = self.resolve(ref)
         index = self._db()
         row = index.version("set", target.name, target.version)
-        return [] if row is None else index.evals(row["id"])
+        return _split_records([] if row is None else index.evals(row["id"]))
 
     # --- experts --------------------------------------------------------------------------
 
@@ -572,6 +587,12 @@ def _experts_recipe(row: dict[str, Any]) -> dict[str, Any]:
     meta = _row_metadata(row)
     scores = [a for a in meta.get("test_accuracy") or [] if isinstance(a, (int, float))]
     return {"epochs": meta.get("epochs"), "test_accuracy": round(sum(scores) / len(scores), 2) if scores else None}
+
+
+def _split_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Stored records as ``evals`` (accuracies) and ``scores`` (records of :data:`SCORES_KIND`)."""
+    scores = [r for r in records if r.get("result", {}).get("kind") == SCORES_KIND]
+    return {"evals": [r for r in records if r not in scores], "scores": scores}
 
 
 def _arch_scores(result: dict[str, Any]) -> dict[str, tuple[float, float | None]]:

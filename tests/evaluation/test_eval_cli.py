@@ -42,15 +42,15 @@ def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _save_set(registry_root: Path, name: str, offset: int, ipc: int = 1) -> str:
-    """Real CIFAR-10 test images (``ipc`` per class, from ``offset``) as a stored set."""
+def _save_set(registry_root: Path, name: str, offset: int, ipc: int = 1, method: str = "random") -> str:
+    """Real CIFAR-10 test images (``ipc`` per class, from ``offset``) as a stored set of ``method``."""
     with np.load(Path(os.environ["CONDENSEKIT_DATA"]) / "cifar10-npz" / "test.npz") as f:
         x, y = f["x"], f["y"]
     idx = np.concatenate([np.flatnonzero(y == c)[500 + offset : 500 + offset + ipc] for c in range(10)])
     info = dataset_info("cifar10")
     images = info.normalize(torch.from_numpy(x[idx]).permute(0, 3, 1, 2).float() / 255)
     synset = SyntheticSet(
-        images, torch.from_numpy(y[idx]).long(), metadata={**info.as_metadata(), "method": "random", "ipc": ipc}
+        images, torch.from_numpy(y[idx]).long(), metadata={**info.as_metadata(), "method": method, "ipc": ipc}
     )
     with Registry(registry_root) as reg:
         return reg.save(synset, name).ref
@@ -278,3 +278,91 @@ def test_an_arch_that_cannot_take_the_resolution_fails_before_training_and_recor
     assert "runs x epochs" not in result.stderr and result.stdout == ""  # no training started
     with Registry(registry_root) as reg:
         assert reg.evals(ref) == []
+
+
+# --- the kd protocol and DD-Ranking's scores (teacher: conftest.py's cifar_experts) ---------------
+
+
+def _kd_registry(registry_root: Path, experts, name: str, offset: int) -> str:
+    with Registry(registry_root) as reg:
+        reg.save_experts(experts)
+    return _save_set(registry_root, name, offset, method="dm")
+
+
+def test_kd_eval_relabels_with_the_newest_experts_and_records_the_teacher(
+    registry_root, cifar_experts, tiny_cifar_root, capsys
+) -> None:
+    ref = _kd_registry(registry_root, cifar_experts, "kd-a", 14)
+    code = run(["eval", ref, "--protocol", "kd", *FAST, "--json", "--data-root", str(tiny_cifar_root)])
+    captured = capsys.readouterr()
+    assert code == ExitStatus.SUCCESS, captured.err
+    report = json.loads(captured.out)
+    assert report["protocol"] == "kd" and report["params"]["relabel"] == "teacher"
+    assert report["params"]["teacher"]["ref"] == "cifar10-convnet:v1" and report["params"]["temperature"] == 20.0
+    assert "teacher: cifar10-convnet:v1 (expert 0 of 1, convnet), the newest experts" in captured.err
+
+
+def _cli(registry_root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "condensekit", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root)},
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--teacher", "cifar10-mini-convnet"], "teacher cifar10-mini-convnet:v1 (experts) does not fit this set"),
+        ([], "no experts of cifar10 at 32px to teach the kd protocol; train them with `condensekit experts train"),
+    ],
+)
+def test_kd_with_a_teacher_of_another_dataset_or_none_exits_2_and_records_nothing(
+    registry_root, mini_experts, extra, message
+) -> None:
+    ref = _kd_registry(registry_root, mini_experts, "kd-b", 15)  # experts of cifar10-mini only
+    result = _cli(registry_root, "eval", ref, "--protocol", "kd", *FAST, *extra)
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line and "runs x epochs" not in result.stderr
+    with Registry(registry_root) as reg:
+        assert reg.evals(ref) == [] and [r["name"] for r in reg.list_sets()] == ["kd-b"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--protocol", "mtt"], "'mtt' is not one of 'dc', 'idc', 'kd'"),
+        (["--teacher", "x"], "--teacher is for protocols whose teacher relabels every view (kd), not dc"),
+        (["--full-acc", "80"], "--full-acc is an input of --scores"),
+        (
+            ["--scores", "--protocol", "dc"],
+            "--scores evaluates in the kd family with its own variants; drop --protocol",
+        ),
+    ],
+)
+def test_kd_and_scores_usage_errors_exit_2_and_record_nothing(registry_root, args, message) -> None:
+    ref = _save_set(registry_root, "kd-c", 16)
+    result = _cli(registry_root, "eval", ref, *FAST, *args)
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    with Registry(registry_root) as reg:
+        assert reg.evals(ref) == []
+
+
+def test_scores_make_the_random_baseline_and_print_dd_rankings_scores(
+    registry_root, cifar_experts, tiny_cifar_root, capsys
+) -> None:
+    ref = _kd_registry(registry_root, cifar_experts, "kd-d", 17)
+    args = ["eval", ref, "--scores", "--runs", "1", "--epochs", "1", "--device", "cpu"]
+    assert run([*args, "--json", "--data-root", str(tiny_cifar_root)]) == ExitStatus.SUCCESS
+    first = json.loads(capsys.readouterr().out)
+    assert first["ref"] == ref and first["params"]["random_ref"] == "random-cifar10-ipc1:v1"
+    assert set(first["scores"]) >= {"hard_label_recovery", "improvement_over_random", "label_robust_score"}
+    assert 0.0 <= first["scores"]["label_robust_score"]["mean"] <= 1.0 and len(first["ran"]) == 5
+    assert run([*args, "--data-root", str(tiny_cifar_root)]) == ExitStatus.SUCCESS  # the table, nothing run
+    table = capsys.readouterr().out
+    assert "augmentation robust score" in table and "no (stored)" in table and "yes" not in table
