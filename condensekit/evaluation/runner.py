@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from condensekit import runtime
-from condensekit.errors import BackboneError, UsageError
+from condensekit.errors import UsageError
 from condensekit.evaluation.protocols import PROTOCOLS, Protocol, get_protocol
 from condensekit.evaluation.report import ArchResult, EvalReport
 from condensekit.evaluation.train import (
@@ -217,8 +217,9 @@ def _relabel(
 def _probe(make_model: Callable[[str, int], torch.nn.Module], arch: str, info: Any, resolution: int) -> torch.nn.Module:
     """``arch``'s network for run seed 0, checked on one image of the set's size: an
     architecture that cannot take that resolution (its downsampling leaves nothing, timm
-    refuses the size) is a one-line :class:`BackboneError` naming it and the way out, before
-    any training. An unknown name keeps its own message."""
+    refuses the size) is a one-line :class:`UsageError` (exit 2: an ``--arch`` value this set
+    rules out) naming it and the way out, before any training. An unknown name keeps its own
+    :class:`BackboneError`."""
     from condensekit.backbones import check_backbone_name
 
     check_backbone_name(arch)
@@ -234,7 +235,7 @@ def _probe(make_model: Callable[[str, int], torch.nn.Module], arch: str, info: A
             raise ValueError(f"it gives outputs of shape {tuple(logits.shape)}, not (1, {info.num_classes})")
     except Exception as exc:  # noqa: BLE001 -- factories and timm raise anything for a size they cannot take
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BackboneError(
+        raise UsageError(
             f"--arch {arch} cannot take this set's {'x'.join(map(str, shape))} images ({reason}); drop it from "
             f"--arch or pick one made for {resolution} px inputs (this dataset's default: {info.default_backbone})"
         ) from None

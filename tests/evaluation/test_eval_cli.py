@@ -272,7 +272,7 @@ def test_an_arch_that_cannot_take_the_resolution_fails_before_training_and_recor
         timeout=300,
         env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root), "CONDENSEKIT_DATA": str(cifar_root)},
     )
-    assert result.returncode == ExitStatus.BACKBONE, result.stderr
+    assert result.returncode == ExitStatus.USAGE, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert f"--arch {arch} cannot take this set's 3x32x32 images" in line and "drop it from --arch" in line
     assert "runs x epochs" not in result.stderr and result.stdout == ""  # no training started
