@@ -89,8 +89,12 @@ def eval_command(
     from condensekit.evaluation import evaluate, get_protocol
     from condensekit.evaluation.teacher import teacher_for
     from condensekit.registry import Registry
+    from condensekit.runtime import precision_note, select_device
 
     console.set_quiet(quiet)
+    note = precision_note(select_device(device), precision.value)
+    if note is not None:
+        console.notify(note)
     if scores:
         given = {
             "--protocol": protocol is not None and protocol.value != "kd",
