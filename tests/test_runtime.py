@@ -20,4 +20,3 @@ def test_bf16_note_appears_exactly_when_the_cpu_lacks_native_bf16() -> None:
     else:
         assert note is not None and "use --precision fp32" in note
         assert torch.backends.cpu.get_cpu_capability() in note
-
