@@ -34,6 +34,7 @@ from condensekit.errors import (
     RegistryError,
     UsageError,
 )
+from condensekit.evaluation.teacher import Teacher
 from condensekit.experts import Experts
 from condensekit.methods.base import (
     CLASS_SIZE,
@@ -50,7 +51,7 @@ from condensekit.methods.matching import class_means, mean_discrepancy
 from condensekit.plugins import PLUGIN_API
 from condensekit.runtime import autocast
 from condensekit.synthetic import SyntheticSet, decode_multiformation, encode_multiformation
-from condensekit.testing import make_context
+from condensekit.testing import make_context, make_teacher
 
 if TYPE_CHECKING:
     from condensekit.testing.conformance import MethodConformance
@@ -69,6 +70,7 @@ __all__ = [
     "ProgressCallback",
     "Checkpointer",
     "Experts",
+    "Teacher",
     "DatasetInfo",
     "RealData",
     # config ranges: field metadata ("min", "max", "choices", "max": CLASS_SIZE) checked by core
@@ -102,6 +104,7 @@ __all__ = [
     "RegistryError",
     # testing
     "make_context",
+    "make_teacher",
     "MethodConformance",
 ]
 

@@ -36,6 +36,7 @@ from condensekit.checkpoints import FileCheckpointer, NoCheckpoints, run_key
 from condensekit.data import check_available, dataset_info, load_dataset
 from condensekit.data.base import DatasetInfo
 from condensekit.errors import InterruptError, PluginError, RegistryError, UsageError
+from condensekit.evaluation.teacher import Teacher, load_teacher, newest_experts, teacher_spec
 from condensekit.experts import ExpertsPlan, ExpertsProgress, format_duration, plan_experts, provide_experts
 from condensekit.methods.base import DistillContext, Method, ProgressCallback
 from condensekit.registry import Registry, SetVersion
@@ -71,6 +72,8 @@ class DistillRequest:
     resume: bool = False
     checkpoint_every: int | None = None
     experts: str | None = None  # an experts reference (--experts)
+    teacher: str | None = None  # a teacher spec (--teacher; see condensekit.evaluation.teacher)
+    teacher_weights: str | None = None  # --teacher-weights FILE for --teacher timm:NAME
     dtype: str = "float32"
     compile: bool = False
     command: tuple[str, ...] | None = None  # the command line, kept with the run's checkpoints
@@ -95,6 +98,7 @@ class Plan:
     run_key: str
     output_name: str | None  # the registry name the set is saved under (None: not saved)
     checkpoint_every: int
+    teacher: Teacher | None = None  # loaded and checked (on the CPU) when the method needs one
 
     @property
     def ipc(self) -> int:
@@ -128,6 +132,7 @@ class Plan:
             "world_size": self.world_size,
             "classes": list(self.classes),
             "experts": None if self.experts is None else self.experts.as_dict(),
+            "teacher": None if self.teacher is None else self.teacher.describe(),
             "run_key": self.run_key,
             "run_dir": None if self.run_dir is None else str(self.run_dir),
             "resume": self.request.resume,
@@ -222,6 +227,7 @@ def plan(request: DistillRequest, registry: Registry | None = None) -> Plan:
         raise UsageError(f"method {info.name!r} uses no experts; drop --experts")
     if experts_request is not None:
         experts = plan_experts(experts_request, ds, backbone, request.seed, registry, request.experts)
+    teacher = _plan_teacher(method, info.name, request, ds, registry)
     key = run_key(
         method=info.name,
         version=cls.version,
@@ -233,6 +239,7 @@ def plan(request: DistillRequest, registry: Registry | None = None) -> Plan:
         config=dataclasses.asdict(config),
         experts=None if experts is None else experts.recipe_hash,
         world=world,
+        **({} if teacher is None else {"teacher": teacher.identity}),  # keys of teacher-free runs unchanged
     )
     every = DEFAULT_CHECKPOINT_EVERY if request.checkpoint_every is None else request.checkpoint_every
     classes = tuple(distributed.partition(range(ds.num_classes), rank, world))
@@ -252,6 +259,42 @@ def plan(request: DistillRequest, registry: Registry | None = None) -> Plan:
         key,
         output_name,
         every,
+        teacher,
+    )
+
+
+def _plan_teacher(
+    method: Method, name: str, request: DistillRequest, ds: DatasetInfo, registry: Registry | None
+) -> Teacher | None:
+    """The teacher a method that needs one distills with: named by ``--teacher`` (there is
+    no default: which network teaches decides the set), loaded on the CPU, checked against
+    the dataset and by the method; a one-line UsageError otherwise, before any data is loaded."""
+    spec = teacher_spec(request.teacher, request.teacher_weights)
+    if not type(method).needs_teacher:
+        if spec is not None:
+            raise UsageError(f"method {name!r} distills without a teacher; drop --teacher")
+        return None
+    if spec is None:
+        raise UsageError(f"method {name!r} distills with a trained teacher; {_teacher_hint(method, ds, registry)}")
+    teacher = load_teacher(spec, dataset=ds, registry=registry)
+    method.check_teacher(teacher)
+    return teacher
+
+
+def _teacher_hint(method: Method, ds: DatasetInfo, registry: Registry | None) -> str:
+    """How to name a teacher: the newest stored experts of the dataset, else how to train one."""
+    if registry is not None:
+        try:
+            return (
+                f"pass --teacher REF, e.g. --teacher {newest_experts(registry, ds)} (the newest experts of {ds.name})"
+            )
+        except UsageError:
+            pass
+    backbone = type(method).teacher_backbone or ds.default_backbone
+    res = "" if dataset_info(ds.name).resolution == ds.resolution else f" --res {ds.resolution}"
+    return (
+        f"train one with `condensekit experts train --data {ds.name}{res} --backbone {backbone} --num 1` and pass "
+        f"--teacher NAME:vN, or pass --teacher timm:NAME --teacher-weights FILE"
     )
 
 
@@ -311,6 +354,7 @@ def run(
             experts=experts,
             rank=plan.rank,
             world_size=plan.world_size,
+            teacher=None if plan.teacher is None else _on_device(plan.teacher, plan.device),
         )
         started = time.perf_counter()
         synset = plan.method_cls(plan.config).distill(ctx)
@@ -534,6 +578,11 @@ def _checkpointer(plan: Plan, notify: Callable[[str], None]) -> Any:
     return checkpointer
 
 
+def _on_device(teacher: Teacher, device: torch.device) -> Teacher:
+    teacher.model.to(device)
+    return teacher
+
+
 def _validate(synset: SyntheticSet, plan: Plan) -> None:
     """A plugin that breaks the contract gets a PluginError naming what it returned."""
     name = plan.plugin.name
@@ -549,6 +598,22 @@ def _validate(synset: SyntheticSet, plan: Plan) -> None:
         raise PluginError(f"method {name!r} returned labels that are not {plan.ipc} per class in class-major order")
     if not torch.isfinite(synset.images).all():
         raise PluginError(f"method {name!r} returned non-finite pixel values")
+    if synset.soft_labels is not None:
+        _validate_soft_labels(synset.soft_labels, name, shape[0], ds.num_classes)
+
+
+def _validate_soft_labels(soft: torch.Tensor, name: str, rows: int, num_classes: int) -> None:
+    """Soft labels are class probabilities: (images, classes), finite, non-negative, rows summing to 1."""
+    if tuple(soft.shape) != (rows, num_classes):
+        raise PluginError(
+            f"method {name!r} returned soft labels of shape {tuple(soft.shape)}, expected ({rows}, {num_classes})"
+        )
+    soft = soft.detach().double()
+    if not torch.isfinite(soft).all() or (soft < 0).any():
+        raise PluginError(f"method {name!r} returned soft labels that are not non-negative probabilities")
+    worst = float((soft.sum(dim=1) - 1).abs().max()) if rows else 0.0
+    if worst > 1e-4:
+        raise PluginError(f"method {name!r} returned soft labels whose rows do not sum to 1 (off by {worst:.2g})")
 
 
 def _provenance(plan: Plan, wall: float, experts_ref: str | None) -> dict[str, Any]:
@@ -574,6 +639,7 @@ def _provenance(plan: Plan, wall: float, experts_ref: str | None) -> dict[str, A
         "iterations": plan.iterations,
         "experts": experts_ref,
         "experts_recipe": None if plan.experts is None else plan.experts.recipe_hash,
+        "teacher": None if plan.teacher is None else plan.teacher.describe(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -43,7 +43,7 @@ GROUPS: dict[str, str] = {
 
 #: The method plugin API this core implements: a plugin declaring another major version,
 #: or a newer minor version, is refused with a clear error.
-PLUGIN_API: tuple[int, int] = (1, 1)
+PLUGIN_API: tuple[int, int] = (1, 2)
 
 #: Parameter names of the options every ``condensekit distill METHOD`` command has. A method
 #: config field with one of these names would shadow a core option, so it is a plugin error.
@@ -64,6 +64,8 @@ RESERVED_CONFIG_NAMES: frozenset[str] = frozenset(
         "resume",
         "checkpoint_every",
         "experts",
+        "teacher",
+        "teacher_weights",
         "dtype",
         "compile",
         "nproc",

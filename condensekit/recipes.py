@@ -40,6 +40,7 @@ import tomli_w
 
 from condensekit.distill import DistillRequest
 from condensekit.errors import RegistryError, UsageError
+from condensekit.evaluation.teacher import recorded_teacher
 from condensekit.registry.refs import default_name, validate_name
 
 if sys.version_info >= (3, 11):
@@ -67,6 +68,8 @@ COMMON_KEYS: dict[str, tuple[str, Any]] = {
     "resume": ("resume", bool),
     "checkpoint-every": ("checkpoint_every", int),
     "experts": ("experts", str),
+    "teacher": ("teacher", str),
+    "teacher-weights": ("teacher_weights", str),
     "dtype": ("dtype", Literal["float32", "float16"]),
     "compile": ("compile", bool),
     "nproc": ("nproc", int),
@@ -210,6 +213,7 @@ def recipe_from_set(info: Mapping[str, Any]) -> Recipe:
         "seed": int(meta["seed"]),
         "preset": meta.get("preset"),
         "experts": meta.get("experts"),
+        "teacher": recorded_teacher(meta),
         # The device type, not its index: cuda:3 of one machine is any GPU of another.
         "device": None if meta.get("device") is None else str(meta["device"]).split(":")[0],
         "dtype": meta.get("stored_dtype") if meta.get("stored_dtype") not in (None, "float32") else None,

@@ -145,7 +145,7 @@ def test_failing_import_is_reported_by_check(broken_distribution: Path) -> None:
 
 
 def test_api_major_mismatch_is_refused(broken_distribution: Path) -> None:
-    with pytest.raises(PluginError, match=r"needs plugin API 2\.0 but this condensekit implements 1\.1"):
+    with pytest.raises(PluginError, match=r"needs plugin API 2\.0 but this condensekit implements 1\.2"):
         plugins.load_method("future")
 
 

@@ -54,6 +54,13 @@ COMMON_OPTIONS: list[click.Option] = [
     ),
     click.Option(["--experts"], default=None, help="experts reference for methods that use experts"),
     click.Option(
+        ["--teacher"],
+        default=None,
+        help="the trained classifier of methods that distill with one (rded, sre2l): experts NAME[:vN] "
+        "(its first network), or timm:NAME=FILE",
+    ),
+    click.Option(["--teacher-weights"], default=None, metavar="FILE", help="weights of --teacher timm:NAME"),
+    click.Option(
         ["--dtype"],
         type=click.Choice(["float32", "float16"]),
         default="float32",
@@ -332,6 +339,8 @@ def _distill(planned: Any) -> dict[str, Any] | None:
             f"distilling {planned.plugin.name} on {planned.dataset.name} ({planned.dataset.resolution}px), "
             f"ipc {planned.ipc}, {planned.iterations} iterations, backbone {planned.backbone}"
         )
+        if planned.teacher is not None:
+            console.notify(f"teacher: {planned.teacher.source}")
     with console.progress_reporter(enabled=rank0) as reporter:
         started: set[str] = set()  # each bar appears when its phase starts, with its own ETA
 

@@ -62,7 +62,10 @@ def eval_command(
         None,
         "--teacher",
         help="kd's teacher: experts NAME[:vN] (its first network), or timm:NAME=FILE "
-        "(default: the newest experts of the set's dataset and resolution)",
+        "(default: the teacher the set was made with, else the newest experts of its dataset and resolution)",
+    ),
+    teacher_weights: str | None = typer.Option(
+        None, "--teacher-weights", metavar="FILE", help="weights of --teacher timm:NAME"
     ),
     scores: bool = typer.Option(
         False,
@@ -87,11 +90,12 @@ def eval_command(
     """
     from condensekit.errors import UsageError
     from condensekit.evaluation import evaluate, get_protocol
-    from condensekit.evaluation.teacher import teacher_for
+    from condensekit.evaluation.teacher import recorded_teacher, teacher_for, teacher_spec
     from condensekit.registry import Registry
     from condensekit.runtime import precision_note, select_device
 
     console.set_quiet(quiet)
+    teacher = teacher_spec(teacher, teacher_weights)
     note = precision_note(select_device(device), precision.value)
     if note is not None:
         console.notify(note)
@@ -133,7 +137,8 @@ def eval_command(
             raise UsageError(f"--teacher is for protocols whose teacher relabels every view (kd), not {chosen.name}")
         kd_teacher = teacher_for(teacher, synset, reg) if chosen.relabels else None
     if kd_teacher is not None and teacher is None:
-        console.notify(f"teacher: {kd_teacher.source}, the newest experts of the set's dataset (--teacher REF)")
+        why = "the set's own" if recorded_teacher(synset.metadata) else "the newest experts of the set's dataset"
+        console.notify(f"teacher: {kd_teacher.source}, {why} (--teacher REF)")
     with console.progress_reporter(quiet=as_json) as reporter:
         started = False
 

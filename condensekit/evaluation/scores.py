@@ -117,7 +117,7 @@ def compute_scores(
     from condensekit import runtime
     from condensekit.data import dataset_info
     from condensekit.evaluation.runner import _arch_names
-    from condensekit.evaluation.teacher import load_teacher
+    from condensekit.evaluation.teacher import teacher_for
     from condensekit.precision import check_precision
     from condensekit.registry import Registry
 
@@ -139,7 +139,7 @@ def compute_scores(
         if len(archs) != 1:
             raise UsageError(f"scores are computed for one architecture; pass one --arch, not {', '.join(archs)}")
         arch = archs[0]
-        teacher = load_teacher(request.teacher, dataset=info, registry=reg, device=dev)
+        teacher = teacher_for(request.teacher, synset, reg, device=dev)
         full_acc, full_source = _full_accuracy(request, teacher, arch, info)
         reg.check_writable()
         random_ref = find_random(reg, info, ipc) or _make_random(reg, info, ipc, request, say)

@@ -2,14 +2,17 @@
 
 A teacher is named by ``--teacher``:
 
-- an experts artifact, ``NAME[:vN|:ALIAS]`` as ``condensekit list experts`` shows it: its
-  first trained network (expert 0) is the teacher, as RDED and SRe2L relabel with one
-  network trained on the real data;
-- ``timm:NAME=FILE``: a timm model with the weights in FILE (a state dict of
-  ``timm.create_model(NAME, num_classes=K, in_chans=C)``, or of condensekit's ``timm:NAME``
-  backbone); ``timm:NAME`` alone takes timm's pretrained weights from the local caches only
-  (the Hugging Face cache or torch hub's), never from the network;
-- nothing: the newest experts artifact of the set's dataset at its resolution.
+- an experts artifact, ``NAME[:vN|:ALIAS]`` (or ``experts:NAME[:vN]``) as ``condensekit list
+  experts`` shows it: its first trained network (expert 0) is the teacher, as RDED and SRe2L
+  relabel with one network trained on the real data;
+- ``timm:NAME=FILE`` (or ``timm:NAME`` with ``--teacher-weights FILE``): a timm model with the
+  weights in FILE (a state dict of ``timm.create_model(NAME, num_classes=K, in_chans=C)``, or
+  of condensekit's ``timm:NAME`` backbone); ``timm:NAME`` alone takes timm's pretrained
+  weights from the local caches only (the Hugging Face cache or torch hub's), never from the
+  network;
+- nothing: the teacher the set records (a set made with a teacher, e.g. by RDED or SRe2L,
+  keeps its :attr:`Teacher.spec`), else the newest experts artifact of the set's dataset at
+  its resolution.
 
 A teacher must classify the set's dataset at its resolution: another dataset, class count or
 resolution is a one-line :class:`~condensekit.errors.UsageError` before any training. A
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from condensekit.synthetic import SyntheticSet
 
 TIMM_PREFIX = "timm:"
+EXPERTS_PREFIX = "experts:"
 #: The network of an experts artifact that teaches (RDED and SRe2L relabel with one network).
 EXPERT_INDEX = 0
 
@@ -48,7 +52,8 @@ class Teacher:
 
     ``dataset`` is None where it cannot be known (a timm weights file); ``identity`` names
     the exact weights (an experts recipe hash or a file's sha256), so stored results can be
-    matched to the teacher that made them; ``test_accuracy`` is the mean test accuracy the
+    matched to the teacher that made them; ``spec`` is what ``--teacher`` takes to load it
+    again (a set made with it records it); ``test_accuracy`` is the mean test accuracy the
     experts recorded (percent), when known."""
 
     model: nn.Module
@@ -60,6 +65,7 @@ class Teacher:
     backbone: str
     ref: str | None = None
     test_accuracy: float | None = None
+    spec: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """What an evaluation records about its teacher."""
@@ -73,6 +79,8 @@ def load_teacher(
 ) -> Teacher:
     """The teacher ``spec`` names (see the module docstring), checked against ``dataset`` (the
     set's, at its resolution) before its weights are read where the registry can tell."""
+    if spec is not None and spec.startswith(EXPERTS_PREFIX):
+        spec = spec[len(EXPERTS_PREFIX) :]
     if spec is not None and spec.startswith(TIMM_PREFIX):
         teacher = _timm_teacher(spec[len(TIMM_PREFIX) :], dataset)
     else:
@@ -82,18 +90,46 @@ def load_teacher(
     return teacher
 
 
+def teacher_spec(spec: str | None, weights: str | Path | None = None) -> str | None:
+    """``--teacher SPEC`` with ``--teacher-weights FILE`` folded in (``timm:NAME`` + FILE is
+    ``timm:NAME=FILE``); a weights file for anything but a bare ``timm:NAME`` is a usage error."""
+    if weights is None:
+        return spec
+    if spec is None or not spec.startswith(TIMM_PREFIX) or "=" in spec:
+        raise UsageError(
+            f"--teacher-weights goes with --teacher timm:NAME (a timm model without weights in the spec), not "
+            f"{spec or 'no --teacher'}; pass --teacher timm:NAME --teacher-weights {weights}"
+        )
+    return f"{spec}={weights}"
+
+
+def recorded_teacher(metadata: Mapping[str, Any]) -> str | None:
+    """The ``--teacher`` spec of the teacher a set was made with (None: made without one)."""
+    teacher = metadata.get("teacher")
+    spec = teacher.get("spec") if isinstance(teacher, Mapping) else None
+    return str(spec) if spec else None
+
+
 def teacher_for(
     spec: str | None, synset: SyntheticSet, registry: Registry | None, device: torch.device | str = "cpu"
 ) -> Teacher:
-    """:func:`load_teacher` for ``synset``: its dataset at its resolution."""
+    """:func:`load_teacher` for ``synset``: its dataset at its resolution; without ``spec``,
+    the teacher the set records (see :func:`recorded_teacher`), else the newest experts."""
     from condensekit.data import dataset_info
 
     dataset = synset.metadata.get("dataset")
     if not dataset:
         raise UsageError("the synthetic set has no 'dataset' in its metadata; cannot choose or check a teacher")
-    return load_teacher(
-        spec, dataset=dataset_info(str(dataset), int(synset.images.shape[-1])), registry=registry, device=device
-    )
+    info = dataset_info(str(dataset), int(synset.images.shape[-1]))
+    recorded = recorded_teacher(synset.metadata) if spec is None else None
+    if recorded is None:
+        return load_teacher(spec, dataset=info, registry=registry, device=device)
+    try:
+        return load_teacher(recorded, dataset=info, registry=registry, device=device)
+    except UsageError as exc:
+        raise UsageError(
+            f"the teacher this set was made with ({recorded}) cannot be loaded here ({exc}); pass --teacher REF"
+        ) from None
 
 
 def check_teacher(teacher: Teacher, dataset: DatasetInfo) -> None:
@@ -143,7 +179,7 @@ def _experts_teacher(ref: str | None, dataset: DatasetInfo, registry: Registry |
     model.load_state_dict(experts.trained[EXPERT_INDEX])
     accuracies = [a for a in meta.get("test_accuracy") or [] if isinstance(a, (int, float))]
     return Teacher(
-        model=_frozen(model),
+        model=frozen_teacher_model(model),
         source=f"{version.ref} (expert {EXPERT_INDEX} of {len(experts)}, {experts.backbone})",
         identity=stored_recipe_hash(meta, trained_on, resolution, experts.backbone) or str(version.sha256)[:16],
         dataset=trained_on,
@@ -152,6 +188,7 @@ def _experts_teacher(ref: str | None, dataset: DatasetInfo, registry: Registry |
         backbone=experts.backbone,
         ref=version.ref,
         test_accuracy=sum(accuracies) / len(accuracies) if accuracies else None,
+        spec=version.ref,
     )
 
 
@@ -205,13 +242,14 @@ def _timm_from_file(name: str, path: Path, dataset: DatasetInfo) -> Teacher:
             f"{dataset.channels}x{dataset.resolution}x{dataset.resolution} images: {_first_line(exc)}"
         ) from None
     return Teacher(
-        model=_frozen(model),
+        model=frozen_teacher_model(model),
         source=f"timm:{name}={path}",
         identity=_sha256(path),
         dataset=None,
         resolution=dataset.resolution,
         num_classes=dataset.num_classes,
         backbone=TIMM_PREFIX + name,
+        spec=f"{TIMM_PREFIX}{name}={path.resolve()}",
     )
 
 
@@ -234,13 +272,14 @@ def _timm_from_cache(name: str, dataset: DatasetInfo) -> Teacher:
         name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, in_chans=dataset.channels
     )
     return Teacher(
-        model=_frozen(model),
+        model=frozen_teacher_model(model),
         source=f"timm:{name} (pretrained, {path})",
         identity=_sha256(path),
         dataset=None,
         resolution=dataset.resolution,
         num_classes=num_classes,
         backbone=TIMM_PREFIX + name,
+        spec=TIMM_PREFIX + name,
     )
 
 
@@ -322,7 +361,8 @@ def _stored_config(cls: Any, metadata: Mapping[str, Any]) -> Any:
         ) from None
 
 
-def _frozen(model: nn.Module) -> nn.Module:
+def frozen_teacher_model(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with frozen weights, as every teacher is handed over."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

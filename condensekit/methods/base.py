@@ -31,6 +31,7 @@ from condensekit.errors import PluginError, UsageError
 from condensekit.synthetic import SyntheticSet
 
 if TYPE_CHECKING:
+    from condensekit.evaluation.teacher import Teacher
     from condensekit.experts import Experts
 
 
@@ -86,6 +87,10 @@ class DistillContext:
     experts: Experts | None = None  # present when the method asked for them
     rank: int = 0
     world_size: int = 1
+    #: The trained classifier the user named with ``--teacher`` (API 1.2), present when the
+    #: method sets ``needs_teacher``: ``teacher.model`` is in eval mode with frozen weights on
+    #: ``device`` and takes images normalized with the dataset's mean/std.
+    teacher: Teacher | None = None
 
     def seed_for(self, iteration: int, class_index: int | None = None, stream: str = "") -> int:
         """A 63-bit seed for (run seed, iteration, class, stream), stable across processes."""
@@ -258,6 +263,14 @@ class Method:
     partitionable: ClassVar[bool] = False
     #: Config overrides for a few-iteration CPU smoke run (the conformance kit uses them).
     smoke_config: ClassVar[dict[str, Any]] = {}
+    #: True when the method distills with a trained classifier (RDED, SRe2L; API 1.2): core
+    #: then requires ``--teacher``, loads and checks it against the dataset before any work
+    #: (and :meth:`check_teacher`), hands it over as ``ctx.teacher`` and records it in the set,
+    #: whose ``kd`` evaluation uses it unless told otherwise.
+    needs_teacher: ClassVar[bool] = False
+    #: The backbone a teacher of this method is suggested to be (hints, the conformance kit's
+    #: teacher); None: the dataset's default.
+    teacher_backbone: ClassVar[str | None] = None
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.make_config()
@@ -307,6 +320,12 @@ class Method:
         """Return a request when the method needs trained experts in ``ctx.experts`` (called
         with the resolved config, before any work: core plans which experts the run uses)."""
         return None
+
+    def check_teacher(self, teacher: Teacher) -> None:
+        """Refuse, with a one-line ``UsageError`` naming the fix, a teacher this configuration
+        cannot distill with (e.g. one without BatchNorm layers for BN-statistics matching).
+        Core calls it once the teacher is loaded and checked against the dataset, before any
+        data is loaded (API 1.2). The default accepts any classifier."""
 
     def relabel(self, views: torch.Tensor, labels: torch.Tensor, teacher: torch.nn.Module) -> torch.Tensor:
         """Soft targets of augmented training views, for evaluation protocols whose teacher

@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from condensekit.checkpoints import FileCheckpointer, NoCheckpoints
+from condensekit.evaluation.teacher import Teacher
 from condensekit.methods.base import DistillContext, ProgressCallback
 
-__all__ = ["isolate_environment", "make_context", "MethodConformance"]
+__all__ = ["isolate_environment", "make_context", "make_teacher", "MethodConformance"]
 
 
 def isolate_environment(cache_dir: str | Path, data_root: str | Path | None = None) -> None:
@@ -53,8 +54,10 @@ def make_context(
     resolution: int | None = None,
     device: str = "cpu",
     compile: bool = False,
+    teacher: Teacher | None = None,
 ) -> DistillContext:
-    """A real context on CPU: real data, the dataset's backbone, optional checkpoints."""
+    """A real context on CPU: real data, the dataset's backbone, optional checkpoints, and
+    ``teacher`` (see :func:`make_teacher`) for methods that distill with one."""
     from condensekit.data import dataset_info, load_dataset
     from condensekit.distill import backbone_factory
 
@@ -78,7 +81,50 @@ def make_context(
         progress=progress or (lambda iteration, **metrics: None),
         checkpoint=checkpointer,
         experts=experts,
+        teacher=None if teacher is None else _moved(teacher, dev),
     )
+
+
+def make_teacher(
+    dataset: str = "cifar10-mini",
+    backbone: str | None = None,
+    epochs: int = 0,
+    seed: int = 0,
+    resolution: int | None = None,
+    data_root: str | Path | None = None,
+) -> Teacher:
+    """A real teacher for tests, on the CPU: a fresh ``backbone`` network (the dataset's by
+    default) of ``dataset``, trained ``epochs`` epochs on its train split with the experts
+    recipe when ``epochs`` > 0 (0: the untrained network, enough to check plumbing). It is
+    what ``ctx.teacher`` holds in a real run: eval mode, frozen weights."""
+    from condensekit.backbones import create_backbone
+    from condensekit.data import dataset_info, load_dataset
+    from condensekit.evaluation.teacher import frozen_teacher_model
+    from condensekit.experts import train_experts
+
+    info = dataset_info(dataset, resolution)
+    name = backbone or info.default_backbone
+    model = create_backbone(
+        name, channels=info.channels, num_classes=info.num_classes, resolution=info.resolution, seed=seed
+    )
+    if epochs > 0:
+        real = load_dataset(info.name, "train", info.resolution, data_root=data_root)
+        experts = train_experts(real, backbone=name, num=1, epochs=epochs, seed=seed, device="cpu")
+        model.load_state_dict(experts.trained[0])
+    return Teacher(
+        model=frozen_teacher_model(model),
+        source=f"test teacher: {name} on {info.name}, {epochs} epochs, seed {seed}",
+        identity=f"test-{info.name}-{info.resolution}-{name}-{epochs}-{seed}",
+        dataset=info.name,
+        resolution=info.resolution,
+        num_classes=info.num_classes,
+        backbone=name,
+    )
+
+
+def _moved(teacher: Teacher, device: torch.device) -> Teacher:
+    teacher.model.to(device)
+    return teacher
 
 
 def __getattr__(name: str) -> Any:

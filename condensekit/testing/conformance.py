@@ -3,6 +3,10 @@
 Like timm's ``tests/test_models.py`` runs every registered model, condensekit's own test
 suite parametrizes this class over every discovered method; plugin authors subclass it.
 Each test checks one part of the contract on a tiny real dataset, a few iterations, CPU.
+A method that distills with a teacher (``needs_teacher``) gets one trained for
+``teacher_epochs`` epochs on the dataset (its ``teacher_backbone``), stored in the kit's
+registry and named with ``--teacher`` as a user would; soft labels, where a method returns
+them, are checked as probabilities and for an exact registry round trip.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ class MethodConformance:
     ipc: int = 2
     iterations: int = 2
     config: dict[str, Any] | None = None  # None: the method's smoke_config
+    teacher_epochs: int = 1  # training of the teacher a needs_teacher method gets
+    #: The registry name of that teacher.
+    TEACHER_NAME = "conformance-teacher"
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -51,7 +58,24 @@ class MethodConformance:
             device="cpu",
             config=cls._config(method_name),
             registry=registry,
+            teacher=cls._teacher(method_name, registry),
         )
+
+    @classmethod
+    def _teacher(cls, method_name: str, registry: Any) -> str | None:
+        """The ``--teacher`` of a method that needs one: experts trained once into ``registry``."""
+        from condensekit.experts import train_for_dataset
+        from condensekit.plugins import load_method
+
+        method_cls, _ = load_method(method_name)
+        if not method_cls.needs_teacher:
+            return None
+        if not any(row["name"] == cls.TEACHER_NAME for row in registry.list_experts()):
+            experts = train_for_dataset(
+                cls.dataset, backbone=method_cls.teacher_backbone, num=1, epochs=cls.teacher_epochs, device="cpu"
+            )
+            registry.save_experts(experts, name=cls.TEACHER_NAME)
+        return f"{cls.TEACHER_NAME}:latest"
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -102,6 +126,34 @@ class MethodConformance:
         assert loaded.pixel_space == result.synset.pixel_space
         assert loaded.factor == result.synset.factor
         assert loaded.metadata["method"] == result.synset.metadata["method"]
+
+    def test_soft_labels_are_probabilities(self, result: DistillResult) -> None:
+        soft = result.synset.soft_labels
+        if soft is None:
+            pytest.skip("the method returns hard labels only")
+        from condensekit.data import dataset_info
+
+        assert tuple(soft.shape) == (len(result.synset), dataset_info(self.dataset).num_classes)
+        assert soft.dtype == torch.float32
+        assert bool((soft >= 0).all())
+        assert torch.allclose(soft.sum(dim=1), torch.ones(len(soft)), atol=1e-5)
+
+    def test_soft_labels_round_trip_bit_for_bit(self, result: DistillResult, registry: Any) -> None:
+        if result.synset.soft_labels is None:
+            pytest.skip("the method returns hard labels only")
+        assert result.version is not None
+        loaded = registry.load(result.version.ref)
+        assert loaded.soft_labels is not None
+        assert torch.equal(loaded.soft_labels, result.synset.soft_labels)
+
+    def test_teacher_is_recorded(self, result: DistillResult, method_name: str) -> None:
+        from condensekit.plugins import load_method
+
+        if not load_method(method_name)[0].needs_teacher:
+            pytest.skip("the method distills without a teacher")
+        recorded = result.synset.metadata["teacher"]
+        assert recorded["spec"].startswith(self.TEACHER_NAME + ":v")
+        assert recorded["identity"]
 
     def test_same_seed_gives_same_set(self, result: DistillResult, method_name: str, registry: Any) -> None:
         again = self._run(method_name, registry=registry)
