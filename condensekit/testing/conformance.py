@@ -18,6 +18,10 @@ import torch
 
 from condensekit.distill import DistillResult, distill
 
+#: Teachers trained for the kit, by (dataset, backbone, epochs): every conformance class of a
+#: session (the core suite's and each plugin's) reuses them instead of training its own.
+_TEACHERS: dict[tuple[str, str | None, int], Any] = {}
+
 
 class MethodConformance:
     """Subclass and set ``method`` (the entry-point name); override the budget if needed."""
@@ -71,10 +75,12 @@ class MethodConformance:
         if not method_cls.needs_teacher:
             return None
         if not any(row["name"] == cls.TEACHER_NAME for row in registry.list_experts()):
-            experts = train_for_dataset(
-                cls.dataset, backbone=method_cls.teacher_backbone, num=1, epochs=cls.teacher_epochs, device="cpu"
-            )
-            registry.save_experts(experts, name=cls.TEACHER_NAME)
+            recipe = (cls.dataset, method_cls.teacher_backbone, cls.teacher_epochs)
+            if recipe not in _TEACHERS:  # trained once per test session, whichever method asks
+                _TEACHERS[recipe] = train_for_dataset(
+                    cls.dataset, backbone=method_cls.teacher_backbone, num=1, epochs=cls.teacher_epochs, device="cpu"
+                )
+            registry.save_experts(_TEACHERS[recipe], name=cls.TEACHER_NAME)
         return f"{cls.TEACHER_NAME}:latest"
 
     @pytest.fixture(scope="class")
