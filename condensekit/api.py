@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from condensekit.augment import DEFAULT_STRATEGY, DSA, AugParams
-from condensekit.backbones import create_backbone, has_intermediates
+from condensekit.backbones import create_backbone, has_intermediates, inference_model
 from condensekit.data.base import DatasetInfo, RealData
 from condensekit.errors import (
     BackboneError,
@@ -90,6 +90,7 @@ __all__ = [
     # backbones and precision
     "create_backbone",
     "has_intermediates",
+    "inference_model",
     "autocast",
     # the synthetic set
     "SyntheticSet",

@@ -100,7 +100,9 @@ def test_sets_of_methods_without_a_hook_are_relabelled_by_the_teacher(mini_exper
     teacher = _teacher(mini_experts)
     relabel, source = relabel_for({"method": "dm"}, teacher)
     x = load_dataset(MINI, "test").as_float(load_dataset(MINI, "test").images[:4])
-    assert source == "teacher" and torch.equal(relabel(x, torch.zeros(4, dtype=torch.long)), teacher.model(x))
+    with torch.no_grad():  # the teacher's logits, from its inference copy (BatchNorm folded)
+        out = relabel(x, torch.zeros(4, dtype=torch.long))
+        assert source == "teacher" and torch.allclose(out, teacher.model(x), atol=1e-5)
 
 
 def test_a_method_not_installed_here_leaves_relabelling_to_the_teacher(mini_experts) -> None:
@@ -171,7 +173,7 @@ def test_a_method_hook_relabels_with_the_config_its_set_was_made_with(relabeller
     with torch.no_grad():
         out = relabel(x, labels)
     assert source.startswith("relabeller.relabel")
-    assert torch.allclose(out, teacher.model(x) * 3.0)
+    assert torch.allclose(out, teacher.model(x) * 3.0, atol=1e-4)
     ((views, seen_labels, _grad),) = relabeller.CALLS
     assert torch.equal(views, x) and torch.equal(seen_labels, labels)
 
