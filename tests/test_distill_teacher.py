@@ -204,3 +204,24 @@ def test_the_plan_shows_the_teacher(teacherly, registry_with_teacher) -> None:
     shown = planned.as_dict()["teacher"]
     assert shown["spec"] == "mini-teacher:v1" and shown["dataset"] == MINI and "model" not in shown
     assert dataset_info(MINI).num_classes == shown["num_classes"]
+
+
+def test_the_cli_without_teacher_is_one_line_exit_2_and_saves_nothing(
+    teacherly, registry_with_teacher, capsys: pytest.CaptureFixture
+) -> None:
+    from condensekit.cli.app import run
+
+    code = run(["distill", "teacherly", "--data", MINI, "--ipc", "1", "--registry", str(registry_with_teacher.root)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--teacher mini-teacher:v1" in err and len(err.splitlines()) == 1
+    assert registry_with_teacher.list_sets() == []
+
+
+def test_the_cli_teacher_flag_reaches_the_set(teacherly, registry_with_teacher, capsys: pytest.CaptureFixture) -> None:
+    from condensekit.cli.app import run
+
+    root = str(registry_with_teacher.root)
+    code = run(["distill", "teacherly", "--data", MINI, "--ipc", "1", "--registry", root, "--teacher", "mini-teacher"])
+    assert code == 0, capsys.readouterr().err
+    (row,) = registry_with_teacher.list_sets()
+    assert recorded_teacher(registry_with_teacher.show(row["name"])["metadata"]) == "mini-teacher:v1"
