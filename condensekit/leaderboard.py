@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from condensekit.registry import Registry
 
 #: The fields of a group, in the order a leaderboard sorts and prints them.
-GROUP_FIELDS = ("dataset", "resolution", "ipc", "protocol", "archs")
+GROUP_FIELDS = ("dataset", "resolution", "ipc", "protocol", "teacher", "archs")
 #: The fields ``compare`` refuses to mix: all but the architectures, which it shows side by side.
-COMPARED_FIELDS = ("dataset", "resolution", "ipc", "protocol")
+COMPARED_FIELDS = ("dataset", "resolution", "ipc", "protocol", "teacher")
 #: Which evaluation stands for a set version that has several in one group.
 PICK_RULE = "the evaluation with the most runs, then the newest"
 #: What ``pip`` installs for :func:`plot`.
@@ -65,20 +65,26 @@ def _override_value(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Group:
-    """The results that can be compared: one dataset, resolution, IPC, protocol and set of
-    architectures. None where the stored set or evaluation does not say."""
+    """The results that can be compared: one dataset, resolution, IPC, protocol, teacher (for
+    protocols whose teacher relabels every view: a stronger teacher lifts every set it
+    teaches) and set of architectures. None where the stored set or evaluation does not say,
+    and ``teacher`` None for protocols without one."""
 
     dataset: str | None
     resolution: int | None
     ipc: int | None
     protocol: str | None
     archs: tuple[str, ...]
+    teacher: str | None = None
 
     @property
     def label(self) -> str:
         res = "?" if self.resolution is None else f"{self.resolution} px"
         ipc = "?" if self.ipc is None else self.ipc
-        return f"{self.dataset or '?'} {res} · IPC {ipc} · {self.protocol or '?'} · {', '.join(self.archs) or '?'}"
+        protocol = self.protocol or "?"
+        if self.teacher is not None:
+            protocol += f" (teacher {self.teacher})"
+        return f"{self.dataset or '?'} {res} · IPC {ipc} · {protocol} · {', '.join(self.archs) or '?'}"
 
     def sort_key(self) -> tuple[Any, ...]:
         return (
@@ -86,13 +92,14 @@ class Group:
             self.resolution or 0,
             self.ipc or 0,
             self.protocol or "",
+            self.teacher or "",
             len(self.archs),
             self.archs,
         )
 
     def without_ipc(self) -> Group:
         """The group with its IPC left open: what one curve of accuracy against IPC spans."""
-        return Group(self.dataset, self.resolution, None, self.protocol, self.archs)
+        return Group(self.dataset, self.resolution, None, self.protocol, self.archs, self.teacher)
 
 
 def group_of(metadata: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -> Group:
@@ -114,7 +121,18 @@ def group_of(metadata: Mapping[str, Any], evaluation: Mapping[str, Any] | None) 
         None if ipc is None else int(ipc),
         protocol,
         archs,
+        _teacher_label(params.get("teacher")),
     )
+
+
+def _teacher_label(teacher: Any) -> str | None:
+    """The teacher an evaluation relabelled with, as its reference (an experts ``NAME:vN``) or,
+    for a weights file, the backbone and the start of the file's sha256."""
+    if not isinstance(teacher, Mapping):
+        return None
+    if teacher.get("ref"):
+        return str(teacher["ref"])
+    return f"{teacher.get('backbone', '?')}@{str(teacher.get('identity', '?'))[:12]}"
 
 
 def mixed_fields(groups: Iterable[Group], fields: Sequence[str] = COMPARED_FIELDS) -> dict[str, list[str]]:
@@ -208,6 +226,7 @@ class Entry:
             "resolution": self.group.resolution,
             "ipc": self.group.ipc,
             "protocol": self.group.protocol,
+            "teacher": self.group.teacher,
             "archs": ",".join(self.group.archs),
             "rank": self.rank,
             "method": self.method,

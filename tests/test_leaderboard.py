@@ -241,3 +241,28 @@ def test_comparison_shows_per_architecture_the_evaluation_with_most_runs_then_ne
     (row,) = lb.comparison([stored["shown"]["random2"]])
     assert set(row["scores"]["dc"]) == {"convnet", "convnet-nonorm"}
     assert row["scores"]["dc"]["convnet"]["eval_id"] == stored["ids"]["random2_cross"]  # same runs, newer
+
+
+def _kd_eval(teacher: dict[str, Any] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"archs": ["convnet"]}
+    if teacher is not None:
+        params["teacher"] = teacher
+    return {"protocol": "kd", "result": {"params": params}}
+
+
+def test_kd_results_of_different_teachers_are_different_groups() -> None:
+    meta = {"dataset": "cifar10", "resolution": 32, "ipc": 10}
+    one = lb.group_of(meta, _kd_eval({"ref": "cifar10-convnet-bn:v1", "identity": "a1"}))
+    other = lb.group_of(meta, _kd_eval({"ref": "cifar10-convnet-bn:v2", "identity": "b2"}))
+    assert one != other and one.teacher == "cifar10-convnet-bn:v1"
+    assert lb.mixed_fields([one, other]) == {"teacher": ["cifar10-convnet-bn:v1", "cifar10-convnet-bn:v2"]}
+    assert "(teacher cifar10-convnet-bn:v1)" in one.label
+
+
+def test_a_weights_file_teacher_is_named_by_backbone_and_hash() -> None:
+    group = lb.group_of({"dataset": "cifar10"}, _kd_eval({"backbone": "timm:resnet18", "identity": "0123456789abcdef"}))
+    assert group.teacher == "timm:resnet18@0123456789ab"
+
+
+def test_protocols_without_a_teacher_have_none() -> None:
+    assert lb.group_of({"dataset": "cifar10"}, _kd_eval(None)).teacher is None

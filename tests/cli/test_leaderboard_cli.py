@@ -165,5 +165,5 @@ def test_bad_options_are_one_line_usage_errors(board, tmp_path: Path, capsys, ar
 def test_an_empty_registry_has_an_empty_leaderboard(tmp_path: Path, capsys) -> None:
     code = run(["leaderboard", "--format", "csv", "--registry", str(tmp_path / "none")])
     out, err = capsys.readouterr()
-    assert code == ExitStatus.SUCCESS and out.startswith("dataset,resolution,ipc,protocol,archs,rank,")
+    assert code == ExitStatus.SUCCESS and out.startswith("dataset,resolution,ipc,protocol,teacher,archs,rank,")
     assert len(out.splitlines()) == 1 and "no stored evaluation in this registry" in err
