@@ -368,9 +368,22 @@ def _record(
     }
 
 
+#: Significant digits the scores keep: a difference of two accuracies printed with 17 digits
+#: (25.330000000000002) shows float noise, not precision.
+SCORE_DIGITS = 10
+
+
+def _tidy(value: float) -> float:
+    return float(f"{value:.{SCORE_DIGITS}g}")
+
+
 def _summary(values: list[float], scale: float) -> dict[str, Any]:
     scaled = [v * scale for v in values]
-    return {"mean": statistics.fmean(scaled), "std": statistics.pstdev(scaled), "runs": scaled}
+    return {
+        "mean": _tidy(statistics.fmean(scaled)),
+        "std": _tidy(statistics.pstdev(scaled)),
+        "runs": [_tidy(v) for v in scaled],
+    }
 
 
 def _same_scores(stored: Mapping[str, Any], record: Mapping[str, Any]) -> bool:

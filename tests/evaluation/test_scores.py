@@ -81,6 +81,12 @@ def test_the_scores_follow_dd_rankings_definitions_run_by_run(scored) -> None:
         assert scores["augmentation_robust_score"]["runs"][k] == pytest.approx(normalized(0.5 * ior + 0.5 * no_aug))
 
 
+def test_stored_scores_carry_no_float_noise(scored) -> None:
+    for summary in scored["result"].record["scores"].values():
+        for value in [summary["mean"], summary["std"], *summary["runs"]]:
+            assert len(repr(value).lstrip("-").replace(".", "").lstrip("0")) <= 10  # e.g. not 25.330000000000002
+
+
 def test_scores_are_normalized_from_minus_one_one_onto_zero_one() -> None:
     assert normalized(-1.0) == pytest.approx(0.0) and normalized(1.0) == pytest.approx(1.0)
     assert normalized(0.0) == pytest.approx((1 - math.exp(-1)) / (math.e - math.exp(-1)))
