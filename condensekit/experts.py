@@ -34,7 +34,13 @@ from condensekit.data import dataset_info, load_dataset
 from condensekit.data.base import RealData
 from condensekit.errors import DatasetError, UsageError
 from condensekit.evaluation.protocols import Protocol, get_protocol
-from condensekit.evaluation.train import RealBatches, runs_per_wave, top1_accuracy, train_models
+from condensekit.evaluation.train import (
+    RealBatches,
+    check_max_parallel_runs,
+    runs_per_wave,
+    top1_accuracy,
+    train_models,
+)
 from condensekit.runtime import select_device
 
 if TYPE_CHECKING:
@@ -263,8 +269,7 @@ def train_for_dataset(
     ``condensekit experts train`` does before saving them. ``max_parallel_runs`` as in
     :func:`train_experts`."""
     _check_counts(num, epochs)
-    if max_parallel_runs is not None and max_parallel_runs < 1:
-        raise UsageError(f"--max-parallel-runs must be >= 1, got {max_parallel_runs}")
+    check_max_parallel_runs(max_parallel_runs)
     info = dataset_info(dataset, resolution)
     name = backbone or info.default_backbone
     dev = _device(device)

@@ -121,7 +121,7 @@ def eval_command(
             precision=precision.value,
             teacher=teacher,
             full_acc=full_acc,
-            max_parallel_runs=1 if sequential else max_parallel_runs,
+            max_parallel_runs=parallel_runs(sequential, max_parallel_runs),
             registry=registry,
             data_root=data_root,
         )
@@ -164,7 +164,7 @@ def eval_command(
             data_root=data_root,
             progress=on_progress,
             precision=precision.value,
-            max_parallel_runs=1 if sequential else max_parallel_runs,
+            max_parallel_runs=parallel_runs(sequential, max_parallel_runs),
             teacher=kd_teacher,
         )
     result = report.as_dict()
@@ -297,3 +297,8 @@ def compare_command(
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
     app.command("compare")(compare_command)
+
+
+def parallel_runs(sequential: bool, max_parallel_runs: int | None) -> int | None:
+    """``--sequential`` is ``--max-parallel-runs 1``; None leaves the choice to the library."""
+    return 1 if sequential else max_parallel_runs

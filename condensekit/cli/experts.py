@@ -10,6 +10,7 @@ import typer
 
 from condensekit.cli import console
 from condensekit.cli.completion import complete_backbones, complete_datasets
+from condensekit.cli.evaluate import parallel_runs
 
 
 def train_command(
@@ -71,7 +72,7 @@ def train_command(
             batch=batch,
             progress=progress,
             notify=console.notify,
-            max_parallel_runs=1 if sequential else max_parallel_runs,
+            max_parallel_runs=parallel_runs(sequential, max_parallel_runs),
         )
     version = store.save_experts(experts, name=name)
     accuracies = experts.metadata.get("test_accuracy", [])

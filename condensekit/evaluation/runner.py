@@ -26,6 +26,7 @@ from condensekit.evaluation.report import ArchResult, EvalReport
 from condensekit.evaluation.train import (
     Relabel,
     TestSplit,
+    check_max_parallel_runs,
     make_augment,
     runs_per_wave,
     top1_accuracy,
@@ -108,8 +109,7 @@ def evaluate(
     proto = given.with_overrides(epochs=epochs, lr=lr, batch=batch, dsa=dsa)
     dev = device if isinstance(device, torch.device) else runtime.select_device(device)
     check_precision(precision, dev.type)
-    if max_parallel_runs is not None and max_parallel_runs < 1:
-        raise UsageError(f"--max-parallel-runs must be >= 1, got {max_parallel_runs}")
+    check_max_parallel_runs(max_parallel_runs)
 
     dataset = synset.metadata.get("dataset")
     if not dataset:

@@ -35,6 +35,7 @@ from condensekit import __version__
 from condensekit.errors import UsageError
 from condensekit.evaluation.protocols import PROTOCOLS, Protocol
 from condensekit.evaluation.report import STD_KIND
+from condensekit.evaluation.train import check_max_parallel_runs
 
 if TYPE_CHECKING:
     from condensekit.data.base import DatasetInfo
@@ -170,8 +171,7 @@ def compute_scores(
 def _check_request(request: ScoresRequest) -> None:
     if request.runs < 1:
         raise UsageError(f"--runs must be >= 1, got {request.runs}")
-    if request.max_parallel_runs is not None and request.max_parallel_runs < 1:
-        raise UsageError(f"--max-parallel-runs must be >= 1, got {request.max_parallel_runs}")
+    check_max_parallel_runs(request.max_parallel_runs)
     if request.full_acc is not None and not 0 < request.full_acc <= 100:
         raise UsageError(f"--full-acc is a test accuracy in percent, in (0, 100]; got {request.full_acc}")
     for name, weight in (("LRS weight", request.lrs_weight), ("ARS weight", request.ars_weight)):

@@ -106,8 +106,7 @@ def train_models(
     :data:`RunCallback`. ``relabel`` (:data:`Relabel`) gives the targets of every augmented
     batch, once per step for all runs of a wave. Returns ``models`` in eval mode.
     """
-    if parallel < 1:
-        raise UsageError(f"--max-parallel-runs must be >= 1, got {parallel}")
+    check_max_parallel_runs(parallel)
     models = list(models)
     together = parallel if can_train_together(models[0]) else 1
     for first in range(0, len(models), together):
@@ -125,6 +124,13 @@ def train_models(
     return [model.eval() for model in models]
 
 
+def check_max_parallel_runs(value: int | None) -> None:
+    """Refuse ``--max-parallel-runs`` below 1 (None: the default), in one line; every entry
+    point calls it before any work."""
+    if value is not None and value < 1:
+        raise UsageError(f"--max-parallel-runs must be >= 1, got {value}")
+
+
 def runs_per_wave(
     model: nn.Module,
     images: torch.Tensor,
@@ -140,8 +146,7 @@ def runs_per_wave(
     100 CIFAR-10 images, 3 runs, 2 threads: 11.5 s stacked vs 5.8 s in turn), so it is used
     there only when ``max_parallel`` asks for it.
     """
-    if max_parallel is not None and max_parallel < 1:
-        raise UsageError(f"--max-parallel-runs must be >= 1, got {max_parallel}")
+    check_max_parallel_runs(max_parallel)
     if runs < 2 or not can_train_together(model) or (device.type == "cpu" and max_parallel is None):
         return 1
     wanted = min(runs, max_parallel or runs)
