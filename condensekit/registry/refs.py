@@ -72,10 +72,11 @@ def default_name(*parts: object) -> str:
     return validate_name(cleaned or "unnamed")
 
 
-def closest(name: str, candidates: Iterable[str]) -> str:
-    """A short hint listing the existing names closest to ``name`` (for error messages)."""
+def closest(name: str, candidates: Iterable[str], what: str = "set") -> str:
+    """A short hint listing the existing names closest to ``name`` (for error messages);
+    ``what`` names the kind of artifact when there are none."""
     pool = sorted(set(candidates))
     if not pool:
-        return "the registry is empty"
+        return f"no {what} stored in this registry"
     near = difflib.get_close_matches(name, pool, n=3, cutoff=0.4) or pool[:3]
     return "closest: " + ", ".join(near)

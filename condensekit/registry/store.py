@@ -553,7 +553,13 @@ class Registry:
             return row
         versions = index.versions(kind, ref.name)
         if not versions:
-            raise RegistryError(f"unknown {what} {ref.name!r}; {closest(ref.name, index.names(kind))}")
+            other = "experts" if kind == "set" else "set"
+            if index.versions(other, ref.name):  # the right name of the other kind of artifact
+                named, wanted, listing = (
+                    ("experts", "a set", "experts") if other == "experts" else ("a set", "experts", "sets")
+                )
+                raise RegistryError(f"{ref.name!r} names {named}, not {wanted}; see condensekit list {listing}")
+            raise RegistryError(f"unknown {what} {ref.name!r}; {closest(ref.name, index.names(kind), what)}")
         if ref.version is not None:
             have = ", ".join(f"v{v['version']}" for v in versions)
             raise RegistryError(f"{what} {ref.name!r} has no version v{ref.version} (versions: {have})")

@@ -56,4 +56,5 @@ def test_default_name_sanitizes_backbone_names() -> None:
 def test_closest_names_hint() -> None:
     hint = closest("dm-cifar10-ipc1", ["dm-cifar10-ipc10", "dance-imagenette-ipc10", "zzz"])
     assert hint.startswith("closest: dm-cifar10-ipc10")
-    assert closest("x", []) == "the registry is empty"
+    assert closest("x", []) == "no set stored in this registry"
+    assert closest("x", [], "experts") == "no experts stored in this registry"

@@ -257,3 +257,18 @@ def test_check_leaves_the_temp_file_of_a_running_writer(reg: Registry) -> None:
     live.parent.mkdir(parents=True)
     live.write_bytes(b"being written")
     assert reg.check(fix=True) == [] and live.exists()
+
+
+def test_an_experts_name_given_as_a_set_says_which_it_is(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "reg")
+    state = {"w": torch.zeros(1)}
+    reg.save_experts(
+        Experts(
+            dataset="cifar10-mini", backbone="convnet", resolution=32, initial=[state], trained=[state], metadata={}
+        ),
+        name="teacher",
+    )
+    with pytest.raises(RegistryError, match="'teacher' names experts, not a set; see condensekit list experts"):
+        reg.resolve("teacher")
+    with pytest.raises(RegistryError, match="unknown experts 'nope'; closest: teacher"):
+        reg.resolve("nope", kind="experts")
