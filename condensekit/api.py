@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from condensekit.augment import DEFAULT_STRATEGY, DSA, AugParams
+from condensekit.augment import DEFAULT_STRATEGY, DSA, AugParams, random_resized_crop_box
 from condensekit.backbones import create_backbone, has_intermediates, inference_model
 from condensekit.data.base import DatasetInfo, RealData
 from condensekit.errors import (
@@ -87,6 +87,7 @@ __all__ = [
     "DSA",
     "AugParams",
     "DEFAULT_STRATEGY",
+    "random_resized_crop_box",
     # backbones and precision
     "create_backbone",
     "has_intermediates",

@@ -283,3 +283,39 @@ class DSA:
         if self.identity:
             return x
         return self.apply(x, self.sample(x.shape[0], generator, share_op=True))
+
+
+#: Tries at a random box before the central fallback (torchvision's RandomResizedCrop).
+CROP_BOX_TRIES = 10
+
+
+def random_resized_crop_box(
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of a random-resized crop, drawn from ``generator``: torchvision's
+    ``RandomResizedCrop.get_params`` algorithm (area fraction uniform in ``scale``, log aspect
+    ratio uniform in ``log(ratio)``, up to :data:`CROP_BOX_TRIES` tries, then the central crop
+    clamped to ``ratio``), which draws from the global RNG instead."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(CROP_BOX_TRIES):
+        target_area = area * float(torch.empty(1).uniform_(scale[0], scale[1], generator=generator))
+        aspect = math.exp(float(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator)))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, round(width / min(ratio))
+    elif in_ratio > max(ratio):
+        h, w = height, round(height * max(ratio))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w

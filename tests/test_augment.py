@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from condensekit.augment import DEFAULT_STRATEGY, DSA, GEOMETRIC, OPS, VALUES, AugParams, DSAConfig
+from condensekit.augment import (
+    DEFAULT_STRATEGY,
+    DSA,
+    GEOMETRIC,
+    OPS,
+    VALUES,
+    AugParams,
+    DSAConfig,
+    random_resized_crop_box,
+)
 from condensekit.errors import UsageError
 
 
@@ -201,3 +210,18 @@ def test_unknown_op_or_mode_is_a_usage_error() -> None:
         DSA("color_blur")
     with pytest.raises(UsageError, match="unknown DSA mode"):
         DSA(mode="both")
+
+
+def test_random_resized_crop_box_is_a_square_within_the_image_and_the_scale() -> None:
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        top, left, h, w = random_resized_crop_box(32, 32, (0.08, 1.0), (1.0, 1.0), g)
+        assert h == w and 0 < h <= 32
+        assert 0 <= top <= 32 - h and 0 <= left <= 32 - w
+        assert 0.08 * 1024 - 2 * 32 <= h * w <= 1024
+
+
+def test_random_resized_crop_box_falls_back_to_the_central_crop() -> None:
+    # A 4x16 image cannot hold a square of 90% of its area: ten tries fail, the centre is used.
+    g = torch.Generator().manual_seed(0)
+    assert random_resized_crop_box(4, 16, (0.9, 1.0), (1.0, 1.0), g) == (0, 6, 4, 4)

@@ -12,9 +12,7 @@ from torch import nn
 
 from condensekit.api import MethodConformance, UsageError, make_context, make_teacher
 from condensekit_rded.method import (
-    RATIO,
     RDED,
-    crop_box,
     pad_to,
     random_resized_crops,
     select_crops,
@@ -66,21 +64,6 @@ def _mean_loss(x: torch.Tensor) -> torch.Tensor:
 
 
 # -- the pieces -----------------------------------------------------------------------------
-
-
-def test_crop_box_is_a_square_within_the_image_and_the_scale() -> None:
-    g = torch.Generator().manual_seed(0)
-    for _ in range(200):
-        top, left, h, w = crop_box(32, 32, (0.08, 1.0), RATIO, g)
-        assert h == w and 0 < h <= 32
-        assert 0 <= top <= 32 - h and 0 <= left <= 32 - w
-        assert 0.08 * 1024 - 2 * 32 <= h * w <= 1024
-
-
-def test_crop_box_falls_back_to_the_central_crop() -> None:
-    # A 4x16 image cannot hold a square of 90% of its area: ten tries fail, the centre is used.
-    g = torch.Generator().manual_seed(0)
-    assert crop_box(4, 16, (0.9, 1.0), RATIO, g) == (0, 6, 4, 4)
 
 
 def test_random_resized_crops_follow_the_generator() -> None:

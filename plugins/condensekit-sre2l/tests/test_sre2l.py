@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from condensekit.api import MethodConformance, UsageError, make_context, make_teacher
-from condensekit_sre2l.method import BNStatistics, SRe2L, augment, batchnorm_layers, cosine_lr, crop_box
+from condensekit_sre2l.method import BNStatistics, SRe2L, augment, batchnorm_layers, cosine_lr
 
 
 def _method(ctx, **overrides):
@@ -74,9 +74,6 @@ def test_augmentation_is_seeded_and_keeps_the_shape() -> None:
     a = augment(x, 4, True, 0.08, torch.Generator().manual_seed(1))
     b = augment(x, 4, True, 0.08, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and torch.equal(a, b)
-    for seed in range(20):
-        top, left, h, w = crop_box(32, 32, 0.08, torch.Generator().manual_seed(seed))
-        assert 0 <= top and 0 <= left and top + h <= 32 and left + w <= 32 and h * w >= 1
     assert cosine_lr(0.25, 0, 100) == pytest.approx(0.25) and cosine_lr(0.25, 50, 100) == pytest.approx(0.125)
 
 

@@ -25,7 +25,6 @@ official code is LINs-lab/RDED at commit 3f6453d (``synthesize/main.py``,
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -33,7 +32,15 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from condensekit.api import CLASS_SIZE, DistillContext, Method, SyntheticSet, UsageError, inference_model
+from condensekit.api import (
+    CLASS_SIZE,
+    DistillContext,
+    Method,
+    SyntheticSet,
+    UsageError,
+    inference_model,
+    random_resized_crop_box,
+)
 
 #: Above this resolution the official scripts stitch 2 x 2 crops (every ImageNet-subset script, at
 #: 128 and 224 px); up to it one crop per image (every CIFAR script at 32 px and every Tiny
@@ -41,8 +48,6 @@ from condensekit.api import CLASS_SIZE, DistillContext, Method, SyntheticSet, Us
 STITCH_ABOVE = 64
 #: RandomResizedCrop's ratio range, fixed by RDED to squares.
 RATIO = (1.0, 1.0)
-#: Tries at a random box before the central fallback (torchvision's RandomResizedCrop).
-BOX_TRIES = 10
 
 
 def _help(text: str, **limits: Any) -> dict[str, Any]:
@@ -182,33 +187,6 @@ def default_factor(resolution: int) -> int:
     return 1 if resolution <= STITCH_ABOVE else 2
 
 
-def crop_box(
-    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], generator: torch.Generator
-) -> tuple[int, int, int, int]:
-    """(top, left, h, w) of a random crop: torchvision's RandomResizedCrop.get_params algorithm
-    (area fraction uniform in ``scale``, log aspect ratio uniform in ``log(ratio)``, up to
-    ``BOX_TRIES`` tries, then the central crop clamped to ``ratio``), drawing from ``generator``."""
-    area = height * width
-    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
-    for _ in range(BOX_TRIES):
-        target_area = area * float(torch.empty(1).uniform_(scale[0], scale[1], generator=generator))
-        aspect = math.exp(float(torch.empty(1).uniform_(log_ratio[0], log_ratio[1], generator=generator)))
-        w = round(math.sqrt(target_area * aspect))
-        h = round(math.sqrt(target_area / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
-            return top, left, h, w
-    in_ratio = width / height
-    if in_ratio < min(ratio):
-        w, h = width, round(width / min(ratio))
-    elif in_ratio > max(ratio):
-        h, w = height, round(height * max(ratio))
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
-
-
 def random_resized_crops(
     images: torch.Tensor, num_crop: int, side: int, scale: tuple[float, float], generator: torch.Generator
 ) -> torch.Tensor:
@@ -216,7 +194,7 @@ def random_resized_crops(
     side, side), bilinear with antialias (torchvision's tensor resize). Boxes are drawn image by
     image, crop by crop; crops of the same box size are resized in one call."""
     m, channels, height, width = images.shape
-    boxes = [crop_box(height, width, scale, RATIO, generator) for _ in range(m * num_crop)]
+    boxes = [random_resized_crop_box(height, width, scale, RATIO, generator) for _ in range(m * num_crop)]
     out = images.new_empty(m * num_crop, channels, side, side)
     by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
     for k, (_, _, h, w) in enumerate(boxes):

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from condensekit.api import DistillContext, Method, SyntheticSet, UsageError, autocast
+from condensekit.api import DistillContext, Method, SyntheticSet, UsageError, autocast, random_resized_crop_box
 
 if TYPE_CHECKING:
     from condensekit.api import DatasetInfo, Teacher
@@ -162,38 +162,12 @@ class BNStatistics:
 # official transforms applied to a 4-D tensor do)
 
 
-def crop_box(height: int, width: int, scale_min: float, generator: torch.Generator) -> tuple[int, int, int, int]:
-    """A random-resized-crop box ``(top, left, h, w)``: torchvision's sampling (10 tries of a
-    random area in [scale_min, 1] and log-uniform aspect ratio in [3/4, 4/3], else the
-    central crop of the clamped ratio)."""
-    area = height * width
-    log_low, log_high = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
-    for _ in range(10):
-        u = torch.rand(2, generator=generator, dtype=torch.float64).tolist()
-        target = area * (scale_min + (1 - scale_min) * u[0])
-        aspect = math.exp(log_low + (log_high - log_low) * u[1])
-        w = round(math.sqrt(target * aspect))
-        h = round(math.sqrt(target / aspect))
-        if 0 < w <= width and 0 < h <= height:
-            top = int(torch.randint(0, height - h + 1, (1,), generator=generator))
-            left = int(torch.randint(0, width - w + 1, (1,), generator=generator))
-            return top, left, h, w
-    ratio = width / height
-    if ratio < CROP_RATIO[0]:
-        w, h = width, round(width / CROP_RATIO[0])
-    elif ratio > CROP_RATIO[1]:
-        h, w = height, round(height * CROP_RATIO[1])
-    else:
-        w, h = width, height
-    return (height - h) // 2, (width - w) // 2, h, w
-
-
 def augment(x: torch.Tensor, jitter: int, crop: bool, scale_min: float, generator: torch.Generator) -> torch.Tensor:
     """One step's view of the batch: (random-resized crop, horizontal flip,) then a roll of
     0..jitter pixels down and right (the official order)."""
     height, width = x.shape[-2:]
     if crop:
-        top, left, h, w = crop_box(height, width, scale_min, generator)
+        top, left, h, w = random_resized_crop_box(height, width, (scale_min, 1.0), CROP_RATIO, generator)
         x = x[..., top : top + h, left : left + w]
         if (h, w) != (height, width):
             x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
