@@ -247,7 +247,7 @@ def main() -> None:
 
     def med(side: str, key: str) -> float | None:
         vals = [x[side][key] for x in rounds if x[side] and x[side].get(key) is not None]
-        return statistics.median(vals) if vals else None
+        return round(statistics.median(vals), 4) if vals else None
 
     summary = {
         "official_s_per_image": med("official", "s_per_image"),
