@@ -4,7 +4,6 @@ checked before any work, handed over as ``ctx.teacher``, recorded in the set, an
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -70,19 +69,11 @@ class Teacherly(Method):
 
 
 @pytest.fixture
-def teacherly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def teacherly(install_method):
     """An installed method distribution (dist-info with its entry point) that needs a teacher."""
-    site = tmp_path / "site"
-    dist_info = site / "condensekit_teacherly-0.1.0.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: condensekit-teacherly\nVersion: 0.1.0\n")
-    (dist_info / "entry_points.txt").write_text("[condensekit.methods]\nteacherly = ck_teacherly:Teacherly\n")
-    (site / "ck_teacherly.py").write_text(textwrap.dedent(TEACHERLY))
-    monkeypatch.syspath_prepend(str(site))
-    import ck_teacherly
-
-    ck_teacherly.SEEN.clear()
-    return ck_teacherly
+    module = install_method("teacherly", "Teacherly", TEACHERLY)
+    module.SEEN.clear()
+    return module
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ plugin's relabel hook (a real plugin distribution found through its entry point)
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -150,19 +149,11 @@ class Relabeller(Method):
 
 
 @pytest.fixture
-def relabeller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def relabeller(install_method):
     """An installed method distribution (dist-info with its entry point) that ships a relabel hook."""
-    site = tmp_path / "site"
-    dist_info = site / "condensekit_relabeller-0.1.0.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: condensekit-relabeller\nVersion: 0.1.0\n")
-    (dist_info / "entry_points.txt").write_text("[condensekit.methods]\nrelabeller = ck_relabeller:Relabeller\n")
-    (site / "ck_relabeller.py").write_text(textwrap.dedent(RELABELLER))
-    monkeypatch.syspath_prepend(str(site))
-    import ck_relabeller
-
-    ck_relabeller.CALLS.clear()
-    return ck_relabeller
+    module = install_method("relabeller", "Relabeller", RELABELLER)
+    module.CALLS.clear()
+    return module
 
 
 def test_a_method_hook_relabels_with_the_config_its_set_was_made_with(relabeller, mini_experts) -> None:
