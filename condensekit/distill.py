@@ -354,7 +354,7 @@ def run(
             experts=experts,
             rank=plan.rank,
             world_size=plan.world_size,
-            teacher=None if plan.teacher is None else _on_device(plan.teacher, plan.device),
+            teacher=None if plan.teacher is None else plan.teacher.to(plan.device),
         )
         started = time.perf_counter()
         synset = plan.method_cls(plan.config).distill(ctx)
@@ -576,11 +576,6 @@ def _checkpointer(plan: Plan, notify: Callable[[str], None]) -> Any:
             tmp.write_text(json.dumps(description, indent=1))
             os.replace(tmp, path)
     return checkpointer
-
-
-def _on_device(teacher: Teacher, device: torch.device) -> Teacher:
-    teacher.model.to(device)
-    return teacher
 
 
 def _validate(synset: SyntheticSet, plan: Plan) -> None:

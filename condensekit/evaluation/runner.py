@@ -210,7 +210,7 @@ def _relabel(
             f"or train experts of {info.name}: condensekit experts train --data {info.name})"
         )
     check_teacher(teacher, info)
-    teacher.model.to(dev)
+    teacher.to(dev)
     return relabel_for(synset.metadata, teacher)
 
 

@@ -67,6 +67,11 @@ class Teacher:
     test_accuracy: float | None = None
     spec: str | None = None
 
+    def to(self, device: torch.device | str) -> Teacher:
+        """This teacher with its network moved to ``device`` (in place)."""
+        self.model.to(device)
+        return self
+
     def describe(self) -> dict[str, Any]:
         """What an evaluation records about its teacher."""
         fields = dataclasses.asdict(self)
@@ -86,8 +91,7 @@ def load_teacher(
     else:
         teacher = _experts_teacher(spec, dataset, registry)
     check_teacher(teacher, dataset)
-    teacher.model.to(device)
-    return teacher
+    return teacher.to(device)
 
 
 def teacher_spec(spec: str | None, weights: str | Path | None = None) -> str | None:

@@ -81,7 +81,7 @@ def make_context(
         progress=progress or (lambda iteration, **metrics: None),
         checkpoint=checkpointer,
         experts=experts,
-        teacher=None if teacher is None else _moved(teacher, dev),
+        teacher=None if teacher is None else teacher.to(dev),
     )
 
 
@@ -120,11 +120,6 @@ def make_teacher(
         num_classes=info.num_classes,
         backbone=name,
     )
-
-
-def _moved(teacher: Teacher, device: torch.device) -> Teacher:
-    teacher.model.to(device)
-    return teacher
 
 
 def __getattr__(name: str) -> Any:
