@@ -2,6 +2,8 @@
 
 Budgets are tiny (10 images, 2 epochs, 1 run) and the test split is a real 100-image subset
 of CIFAR-10's placed in a temporary data root: these tests check the command, not accuracy.
+Commands run in this process (``run``, what the console script calls); only the interrupt
+needs a real process (tests/cli/test_exit_codes.py checks the real process's exit codes).
 """
 
 from __future__ import annotations
@@ -186,34 +188,22 @@ def test_sequential_trains_one_run_at_a_time(registry_root, cifar_root, capsys) 
         (["--max-parallel-runs", "0"], "--max-parallel-runs"),
     ],
 )
-def test_bad_precision_or_parallel_runs_is_a_one_line_usage_error(registry_root, option, message) -> None:
+def test_bad_precision_or_parallel_runs_is_a_one_line_usage_error(registry_root, option, message, capsys) -> None:
     ref = _save_set(registry_root, "cli-bad", 6)
-    result = subprocess.run(
-        [sys.executable, "-m", "condensekit", "eval", ref, "--device", "cpu", *option],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root)},
-    )
-    assert result.returncode == ExitStatus.USAGE, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
+    code = run(["eval", ref, "--device", "cpu", *option])
+    err = capsys.readouterr().err
+    assert code == ExitStatus.USAGE, err
+    assert message in err and "Traceback" not in err
     with Registry(registry_root) as reg:
         assert reg.evals(ref) == []
 
 
-def test_progress_is_quiet_under_json(registry_root, cifar_root) -> None:
+def test_progress_is_quiet_under_json(registry_root, cifar_root, capsys) -> None:
     ref = _save_set(registry_root, "cli-quiet", 7)
-    result = subprocess.run(
-        [sys.executable, "-m", "condensekit", "eval", ref, *FAST, "--json", "--data-root", str(cifar_root)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root)},
-    )
-    assert result.returncode == 0, result.stderr
-    assert "runs x epochs" not in result.stderr and json.loads(result.stdout)["ref"] == ref
+    code = run(["eval", ref, *FAST, "--json", "--data-root", str(cifar_root)])
+    captured = capsys.readouterr()
+    assert code == ExitStatus.SUCCESS, captured.err
+    assert "runs x epochs" not in captured.err and json.loads(captured.out)["ref"] == ref
 
 
 def test_compare_refuses_sets_of_different_ipcs_unless_mixed(registry_root, capsys) -> None:
@@ -261,21 +251,16 @@ def test_cross_architecture_eval_shows_a_row_per_arch_and_their_mean(registry_ro
 
 @pytest.mark.parametrize("arch", ["convnetd6", "timm:inception_v3"])
 def test_an_arch_that_cannot_take_the_resolution_fails_before_training_and_records_nothing(
-    registry_root, cifar_root, arch
+    registry_root, cifar_root, arch, capsys, monkeypatch
 ) -> None:
     ref = _save_set(registry_root, "unsuitable", 13)
-    result = subprocess.run(
-        [sys.executable, "-m", "condensekit", "eval", ref, "--arch", f"convnet,{arch}", *FAST],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root), "CONDENSEKIT_DATA": str(cifar_root)},
-    )
-    assert result.returncode == ExitStatus.USAGE, result.stderr
-    (line,) = result.stderr.strip().splitlines()
+    monkeypatch.setenv("CONDENSEKIT_DATA", str(cifar_root))
+    code = run(["eval", ref, "--arch", f"convnet,{arch}", *FAST])
+    out, err = capsys.readouterr()
+    assert code == ExitStatus.USAGE, err
+    (line,) = err.strip().splitlines()
     assert f"--arch {arch} cannot take this set's 3x32x32 images" in line and "drop it from --arch" in line
-    assert "runs x epochs" not in result.stderr and result.stdout == ""  # no training started
+    assert "runs x epochs" not in err and out == ""  # no training started
     with Registry(registry_root) as reg:
         assert reg.evals(ref) == []
 
@@ -302,17 +287,6 @@ def test_kd_eval_relabels_with_the_newest_experts_and_records_the_teacher(
     assert "teacher: cifar10-convnet:v1 (expert 0 of 1, convnet), the newest experts" in captured.err
 
 
-def _cli(registry_root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "condensekit", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "CONDENSEKIT_REGISTRY": str(registry_root)},
-    )
-
-
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -321,13 +295,14 @@ def _cli(registry_root: Path, *args: str) -> subprocess.CompletedProcess:
     ],
 )
 def test_kd_with_a_teacher_of_another_dataset_or_none_exits_2_and_records_nothing(
-    registry_root, mini_experts, extra, message
+    registry_root, mini_experts, extra, message, capsys
 ) -> None:
     ref = _kd_registry(registry_root, mini_experts, "kd-b", 15)  # experts of cifar10-mini only
-    result = _cli(registry_root, "eval", ref, "--protocol", "kd", *FAST, *extra)
-    assert result.returncode == ExitStatus.USAGE, result.stderr
-    (line,) = result.stderr.strip().splitlines()
-    assert message in line and "runs x epochs" not in result.stderr
+    code = run(["eval", ref, "--protocol", "kd", *FAST, *extra])
+    err = capsys.readouterr().err
+    assert code == ExitStatus.USAGE, err
+    (line,) = err.strip().splitlines()
+    assert message in line and "runs x epochs" not in err
     with Registry(registry_root) as reg:
         assert reg.evals(ref) == [] and [r["name"] for r in reg.list_sets()] == ["kd-b"]
 
@@ -344,11 +319,12 @@ def test_kd_with_a_teacher_of_another_dataset_or_none_exits_2_and_records_nothin
         ),
     ],
 )
-def test_kd_and_scores_usage_errors_exit_2_and_record_nothing(registry_root, args, message) -> None:
+def test_kd_and_scores_usage_errors_exit_2_and_record_nothing(registry_root, args, message, capsys) -> None:
     ref = _save_set(registry_root, "kd-c", 16)
-    result = _cli(registry_root, "eval", ref, *FAST, *args)
-    assert result.returncode == ExitStatus.USAGE, result.stderr
-    assert message in result.stderr and "Traceback" not in result.stderr
+    code = run(["eval", ref, *FAST, *args])
+    err = capsys.readouterr().err
+    assert code == ExitStatus.USAGE, err
+    assert message in err and "Traceback" not in err
     with Registry(registry_root) as reg:
         assert reg.evals(ref) == []
 
