@@ -22,38 +22,13 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Callable
 
 import torch
+from flops import peak_gflops, timed  # benchmarks/flops.py: this script's folder is on sys.path
 
 from condensekit.augment import DSA
 from condensekit.backbones import create_backbone
 from condensekit.runtime import select_device
-
-
-def timed(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
-    """Seconds per call (after one warm-up call)."""
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeat
-
-
-def peak_gflops(device: torch.device) -> float:
-    """The fp32 FLOP rate this machine sustains: the better of a 2048^3 matmul and a
-    128->128 3x3 convolution on 256 x 32 x 32 maps (ConvNet-3's main layer)."""
-    a = torch.randn(2048, 2048, device=device)
-    matmul_s = timed(lambda: a @ a, 3, device)
-    x = torch.randn(256, 128, 32, 32, device=device)
-    conv = torch.nn.Conv2d(128, 128, 3, padding=1).to(device)
-    with torch.no_grad():
-        conv_s = timed(lambda: conv(x), 3, device)
-    return max(2 * 2048**3 / matmul_s, 2 * 256 * 128 * 128 * 9 * 32 * 32 / conv_s) / 1e9
 
 
 def evaluation_flops(n: int, epochs: int, batch: int, test_images: int, device: torch.device) -> float:

@@ -1,12 +1,18 @@
-"""Seconds per distillation iteration, peak memory and achieved GFLOP/s for dm, datadam and
-dance on CIFAR-10 shapes (32 px, ConvNet-3) at IPC 1/10/50, each in a fresh process.
+"""Seconds per distillation iteration, peak memory, achieved GFLOP/s and the distance to the
+fp32 FLOP floor for dm, datadam and dance on CIFAR-10 shapes (32 px, ConvNet-3) at IPC
+1/10/50, each in a fresh process.
 
     python benchmarks/speed.py [--methods dm,datadam,dance] [--ipcs 1,10,50] [--iterations 6]
 
 Settings are the official ones: real batch 256/class (DM), 64/class (DataDAM), 128/class with
 factor 2 (DANCE). The first iteration is warm-up; the median of the rest is reported.
 Peak memory is the process's peak RSS on CPU (it includes the dataset, ~150 MB for CIFAR-10)
-and torch's peak allocation on CUDA.
+and torch's peak allocation on CUDA. The floor is an iteration's FLOPs (counted by
+``torch.utils.flop_counter``) over the peak fp32 rate this machine sustains (``flops.py``:
+a large matmul and ConvNet-3's main convolution, timed once in this process before the
+methods run); ``x floor`` is the measured time over it (1.0 would be every FLOP at peak).
+Speed claims against the official code use ``shared/anchors/side_by_side.sh``, which runs
+``--one`` here next to the released loops.
 """
 
 from __future__ import annotations
@@ -117,6 +123,14 @@ def main() -> None:
             )
         )
         return
+    import torch
+    from flops import peak_gflops  # benchmarks/flops.py: this script's folder is on sys.path
+
+    from condensekit.runtime import select_device
+
+    device = select_device("auto")
+    peak = peak_gflops(device)
+    print(f"fp32 peak {peak:.0f} GFLOP/s on {device}, {torch.get_num_threads()} threads", flush=True)
     rows = []
     for method in args.methods.split(","):
         for ipc in [int(i) for i in args.ipcs.split(",")]:
@@ -127,11 +141,15 @@ def main() -> None:
                 print(f"{method} ipc {ipc}: failed: {out.stderr.strip().splitlines()[-1]}", file=sys.stderr)
                 continue
             row = json.loads(out.stdout.strip().splitlines()[-1])
+            row["peak_gflops"] = peak
+            row["floor_s"] = row["gflop_per_iteration"] / peak
+            row["x_floor"] = row["s_per_iteration"] / row["floor_s"]
             rows.append(row)
             print(
                 f"{row['method']:8s} ipc {row['ipc']:3d}  {row['s_per_iteration']:7.3f} s/it  "
                 f"peak {row['peak_mb']:7.0f} MB  {row['gflop_per_iteration']:7.1f} GFLOP/it  "
-                f"{row['gflops']:6.1f} GFLOP/s  (threads {row['threads']}, compile {row['compile']}, {row['config']})",
+                f"{row['gflops']:6.1f} GFLOP/s  floor {row['floor_s']:6.3f} s ({row['x_floor']:4.2f}x)  "
+                f"(threads {row['threads']}, compile {row['compile']}, {row['config']})",
                 flush=True,
             )
     print(json.dumps(rows))
