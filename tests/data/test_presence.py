@@ -49,7 +49,10 @@ def test_a_failed_download_removes_the_folders_it_created(tmp_path: Path, monkey
     assert not (tmp_path / "empty").exists()
 
 
-def test_a_data_root_that_cannot_be_created_is_refused_whatever_the_network(tmp_path: Path) -> None:
+def test_a_data_root_that_cannot_be_created_is_refused_whatever_the_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONDENSEKIT_CACHE", str(tmp_path / "cache"))  # no array cache of an earlier test
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(DatasetError, match="cannot be created or written") as info:
