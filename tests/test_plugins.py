@@ -15,6 +15,7 @@ import pytest
 
 from condensekit import __version__, plugins
 from condensekit.api import Method
+from condensekit.cli.app import run
 from condensekit.errors import ExitStatus, PluginError
 
 
@@ -52,6 +53,7 @@ class FutureMethod(Method):
 
 NOT_A_DATACLASS = '''
 from condensekit.api import Method
+from condensekit.cli.app import run
 
 class Cfg:
     lr: float = 0.1
@@ -65,10 +67,12 @@ class NoDataclass(Method):
 '''
 
 
-@pytest.fixture
-def broken_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = make_distribution(
-        tmp_path / "site",
+@pytest.fixture(scope="module")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One site of broken plugins for the module: validated (in a child process) by the first
+    listing and read from the validation cache afterwards, as a user's next listing would."""
+    return make_distribution(
+        tmp_path_factory.mktemp("broken") / "site",
         "condensekit-broken",
         {
             "condensekit.methods": {
@@ -89,8 +93,13 @@ def broken_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
             "ck_not_a_spec": 'SPEC = {"name": "not-a-spec"}\n',
         },
     )
-    monkeypatch.syspath_prepend(str(root))
-    return root
+
+
+@pytest.fixture
+def broken_distribution(broken_site: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The broken plugins installed (on ``sys.path``) for one test."""
+    monkeypatch.syspath_prepend(str(broken_site))
+    return broken_site
 
 
 def cli(*args: str, site: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -363,29 +372,28 @@ LIST_AND_REPORT = (
 )
 
 
-def test_listing_with_a_cold_cache_imports_no_plugin_and_no_torch(tmp_path: Path) -> None:
-    env = {**os.environ, "CONDENSEKIT_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run(
-        [sys.executable, "-c", LIST_AND_REPORT], capture_output=True, check=False, text=True, timeout=300, env=env
-    )
-    assert "LOADED [] SUBPROCESSES 1 CODE 0" in result.stderr, result.stderr  # validated in a child
+@pytest.fixture(scope="module")
+def listings(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """The report of LIST_AND_REPORT in a fresh process with a cold validation cache, then in
+    another fresh process with the cache the first one left."""
+    env = {**os.environ, "CONDENSEKIT_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+    def report() -> str:
+        command = [sys.executable, "-c", LIST_AND_REPORT]
+        return subprocess.run(command, capture_output=True, check=False, text=True, timeout=300, env=env).stderr
+
+    cold = report()
+    return cold, report()
 
 
-def test_listing_with_a_warm_cache_imports_nothing_and_starts_no_process(tmp_path: Path) -> None:
-    env = {**os.environ, "CONDENSEKIT_CACHE": str(tmp_path / "cache")}
-    warm = subprocess.run(
-        [sys.executable, "-m", "condensekit", "list", "methods"],
-        capture_output=True,
-        check=False,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-    assert warm.returncode == 0, warm.stderr
-    result = subprocess.run(
-        [sys.executable, "-c", LIST_AND_REPORT], capture_output=True, check=False, text=True, timeout=300, env=env
-    )
-    assert "LOADED [] SUBPROCESSES 0 CODE 0" in result.stderr, result.stderr
+def test_listing_with_a_cold_cache_imports_no_plugin_and_no_torch(listings: tuple[str, str]) -> None:
+    cold, _ = listings
+    assert "LOADED [] SUBPROCESSES 1 CODE 0" in cold, cold  # validated in a child
+
+
+def test_listing_with_a_warm_cache_imports_nothing_and_starts_no_process(listings: tuple[str, str]) -> None:
+    _, warm = listings
+    assert "LOADED [] SUBPROCESSES 0 CODE 0" in warm, warm
 
 
 # A broken plugin breaks only its own command ---------------------------------------------------
@@ -396,10 +404,11 @@ def squash(text: str) -> str:
     return "".join(text.split())
 
 
-def test_distill_help_lists_broken_methods_and_exits_0(broken_distribution: Path) -> None:
-    result = cli("distill", "--help", site=broken_distribution)
-    assert result.returncode == 0, result.stderr
-    shown = squash(result.stdout)
+def test_distill_help_lists_broken_methods_and_exits_0(broken_distribution: Path, capsys) -> None:
+    code = run(["distill", "--help"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    shown = squash(out)
     assert squash("broken-import (broken: method plugin 'broken-import' from condensekit-broken 0.3.0") in shown
     assert (
         squash("no-dataclass (broken: method 'no-dataclass' Config (ck_no_dataclass:Cfg) is not a dataclass") in shown
@@ -408,6 +417,7 @@ def test_distill_help_lists_broken_methods_and_exits_0(broken_distribution: Path
 
 
 def test_running_a_broken_method_exits_3_with_the_reason(broken_distribution: Path) -> None:
+    """In a real process: the console script's exit status and its only line on stderr."""
     result = cli("distill", "no-dataclass", "--data", "cifar10-mini", "--ipc", "1", site=broken_distribution)
     assert result.returncode == ExitStatus.PLUGIN
     assert result.stderr.strip() == (
@@ -415,7 +425,8 @@ def test_running_a_broken_method_exits_3_with_the_reason(broken_distribution: Pa
     )
 
 
-def test_other_methods_still_run_beside_a_broken_one(broken_distribution: Path) -> None:
-    result = cli("distill", "herding", "--help", site=broken_distribution)
-    assert result.returncode == 0, result.stderr
-    assert "--candidates" in result.stdout
+def test_other_methods_still_run_beside_a_broken_one(broken_distribution: Path, capsys) -> None:
+    code = run(["distill", "herding", "--help"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "--candidates" in out
