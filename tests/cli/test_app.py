@@ -16,7 +16,8 @@ from condensekit.errors import ExitStatus
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The real console entry point in a subprocess (real stdout/stderr, real exit code)."""
+    """The real console entry point in a subprocess (real stdout/stderr, real exit code), for
+    what only a real process shows; the other tests call ``run``, what the entry point calls."""
     return subprocess.run(
         [sys.executable, "-m", "condensekit", *args],
         capture_output=True,
@@ -33,10 +34,11 @@ def test_version_prints_package_version() -> None:
     assert result.stdout.strip() == f"condensekit {__version__}"
 
 
-def test_list_methods_json_names_distributions() -> None:
-    result = cli("list", "methods", "--json")
-    assert result.returncode == 0, result.stderr
-    rows = {row["name"]: row for row in json.loads(result.stdout)}
+def test_list_methods_json_names_distributions(capsys: pytest.CaptureFixture) -> None:
+    code = run(["list", "methods", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    rows = {row["name"]: row for row in json.loads(out)}
     assert rows["dm"]["distribution"] == "condensekit"
     assert rows["random"]["distribution"] == "condensekit"
     assert rows["herding"]["distribution"] == "condensekit-herding"
@@ -90,25 +92,28 @@ def test_errors_have_no_traceback_in_a_real_process() -> None:
     assert result.stdout == ""
 
 
-def test_method_config_fields_become_options() -> None:
-    result = cli("distill", "dm", "--help")
-    assert result.returncode == 0
-    assert "--lr-img" in result.stdout and "--batch-real" in result.stdout
-    assert "SGD learning rate of the synthetic images" in result.stdout
+def test_method_config_fields_become_options(capsys: pytest.CaptureFixture) -> None:
+    code = run(["distill", "dm", "--help"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "--lr-img" in out and "--batch-real" in out
+    assert "SGD learning rate of the synthetic images" in " ".join(out.split())  # however help wraps
 
 
-def test_doctor_json_reports_device_and_plugins() -> None:
-    result = cli("doctor", "--json")
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+def test_doctor_json_reports_device_and_plugins(capsys: pytest.CaptureFixture) -> None:
+    code = run(["doctor", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
     assert report["device"]["auto"] in ("cpu", "cuda")
     assert {row["name"] for row in report["plugins"]["method"]} >= {"dm", "random", "herding"}
 
 
-def test_distill_help_lists_every_installed_method() -> None:
-    result = cli("distill", "--help")
-    assert result.returncode == 0, result.stderr
-    commands = result.stdout.split("Commands:")[1]
+def test_distill_help_lists_every_installed_method(capsys: pytest.CaptureFixture) -> None:
+    code = run(["distill", "--help"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    commands = out.split("Commands:")[1]
     assert {line.split()[0] for line in commands.splitlines() if line[2:3].strip()} >= {"dm", "random", "herding"}
     assert "broken" not in commands
 
