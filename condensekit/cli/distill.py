@@ -15,6 +15,7 @@ import typing
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.shell_completion import CompletionItem
 
 from condensekit import plugins
 from condensekit.cli import console
@@ -187,6 +188,17 @@ class DistillGroup(click.Group):
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        # click's default builds every matching sub-command for its short help: completing
+        # ``distill d`` imported each method plugin (and torch). Names and descriptions come
+        # from entry-point metadata and the validation cache instead, as in ``distill --help``.
+        methods = [
+            CompletionItem(info.name, help=f"({info.status})" if info.broken else info.description)
+            for info in plugins.discover("method")
+            if info.name.startswith(incomplete)
+        ]
+        return [*methods, *click.Command.shell_complete(self, ctx, incomplete)]
+
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in plugins.names("method"):
             return None
@@ -195,8 +207,8 @@ class DistillGroup(click.Group):
         except PluginError as exc:
             if not ctx.resilient_parsing:
                 raise
-            # Shell completion asks every sub-command for its short help: show this one as
-            # broken rather than failing completion for all the others.
+            # Shell completion resolves the command whose options it completes: a stub
+            # rather than a failing completion.
             return click.Command(name, short_help=f"(broken: {exc})")
         params: list[click.Parameter] = [*COMMON_OPTIONS]
         if cls.presets:

@@ -70,9 +70,10 @@ def test_set_references_complete_in_the_shell(stored) -> None:
     assert _complete("condensekit show o", CONDENSEKIT_REGISTRY=str(root)) == ["out", "out:v1"]
 
 
-def _error_bytes(root: Path, **env: str) -> str:
+def _error_bytes(**env: str) -> str:
+    """stderr of a command that fails with a (red) error line before importing torch."""
     result = subprocess.run(
-        [sys.executable, "-m", "condensekit", "show", "nosuch", "--registry", str(root)],
+        [sys.executable, "-m", "condensekit", "distill", "nosuch", "--data", "cifar10-mini", "--ipc", "1"],
         env={**{k: v for k, v in os.environ.items() if k != "NO_COLOR"}, **env},
         capture_output=True,
         text=True,
@@ -82,11 +83,10 @@ def _error_bytes(root: Path, **env: str) -> str:
     return result.stderr
 
 
-def test_no_color_drops_the_colours_even_where_colour_is_forced(stored) -> None:
-    root, _ = stored
-    assert "\x1b[1;31m" in _error_bytes(root, FORCE_COLOR="1")  # the red error line
-    plain = _error_bytes(root, FORCE_COLOR="1", NO_COLOR="1")
-    assert "error: unknown set" in plain and "31m" not in plain
+def test_no_color_drops_the_colours_even_where_colour_is_forced() -> None:
+    assert "\x1b[1;31m" in _error_bytes(FORCE_COLOR="1")  # the red error line
+    plain = _error_bytes(FORCE_COLOR="1", NO_COLOR="1")
+    assert "error: unknown method 'nosuch'" in plain and "31m" not in plain
 
 
 def _complete(words: str, **extra: str) -> list[str]:
@@ -98,8 +98,28 @@ def _complete(words: str, **extra: str) -> list[str]:
     return result.stdout.split()
 
 
-def test_dataset_backbone_and_method_names_complete() -> None:
+def test_dataset_and_backbone_names_complete() -> None:
     assert _complete("condensekit experts train --data cifar10-m") == ["cifar10-mini"]
     assert "convnetd4" in _complete("condensekit experts train --backbone convnetd")
     assert _complete("condensekit eval --arch convnet,convnet-b") == ["convnet,convnet-bn"]
-    assert {"dm", "dance", "datadam"} <= set(_complete("condensekit distill d"))
+
+
+COMPLETE_AND_REPORT = (
+    "import sys\n"
+    "from condensekit.cli.app import main\n"
+    "try:\n"
+    "    main([])\n"
+    "finally:\n"
+    "    loaded = [m for m in sys.modules if m == 'torch' or m.startswith(('condensekit_', 'condensekit.methods.'))]\n"
+    "    print('LOADED', loaded, file=sys.stderr)\n"
+)
+
+
+def test_method_names_complete_from_metadata_without_importing_a_plugin() -> None:
+    words = "condensekit distill d"
+    env = {**os.environ, "_CONDENSEKIT_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": "2"}
+    result = subprocess.run(
+        [sys.executable, "-c", COMPLETE_AND_REPORT], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert {"dm", "dance", "datadam"} <= set(result.stdout.split()), result.stderr
+    assert "LOADED []" in result.stderr, result.stderr
