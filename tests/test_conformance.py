@@ -13,3 +13,10 @@ class TestEveryInstalledMethod(MethodConformance):
     @classmethod
     def method_name(cls, request: pytest.FixtureRequest) -> str:
         return request.param
+
+
+class TestASubclassNamingItsMethod(MethodConformance):
+    """The route docs/plugins.md gives plugin authors: subclass the kit and set ``method``
+    (here the third-party fixture plugin, cheap to run)."""
+
+    method = "herding"

@@ -1,4 +1,6 @@
-"""SRe2L recovery on real data (cifar10-mini at 16 px): the BatchNorm loss, the loop, the contract."""
+"""SRe2L recovery on real data (cifar10-mini at 16 px): the BatchNorm loss, the loop. The plugin
+contract is checked by condensekit's conformance suite (tests/test_conformance.py), which runs
+the kit over every installed method, this one included."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from condensekit.api import MethodConformance, UsageError, make_context, make_teacher
+from condensekit.api import UsageError, make_context, make_teacher
 from condensekit_sre2l.method import BNStatistics, SRe2L, augment, batchnorm_layers, cosine_lr
 
 
@@ -165,7 +167,3 @@ def test_resume_after_a_batch_gives_the_uninterrupted_set(teacher, tmp_path: Pat
     assert resumed_ctx.checkpoint.load()[0] == 1
     resumed = _method(resumed_ctx).distill(resumed_ctx)
     assert torch.equal(resumed.images, full.images)
-
-
-class TestSRe2LConformance(MethodConformance):
-    method = "sre2l"
