@@ -197,40 +197,58 @@ def official_once(opts: argparse.Namespace) -> None:
     if opts.method == "DSA":
         sys.argv += ["--dsa_strategy", "color_crop_cutout_flip_scale_rotate"]
     load = load_average()
-    import torch
 
     started = time.perf_counter()
     main.main()
     ended = time.perf_counter()
     durations = [b - a for a, b in zip(stamps, [*stamps[1:], ended], strict=True)]
     res = work / "result" / f"res_{opts.method}_CIFAR10_ConvNet_{opts.ipc}ipc.pt"
-    print(
-        "JSON "
-        + json.dumps(
-            {
-                "side": "official",
-                "method": opts.method,
-                "ipc": opts.ipc,
-                "iterations": len(stamps),
-                **summary(durations),
-                "seconds": round(ended - started, 2),
-                "peak_rss_mb": round(peak_rss_mb()),
-                "set": str(res),
-                "commit": commit,
-                "scipy_stub": stubbed_scipy,
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "load_before": load,
-                "load_after": load_average(),
-            }
-        ),
-        flush=True,
+    emit(
+        "official",
+        opts,
+        len(stamps),
+        durations,
+        ended - started,
+        load,
+        str(res),
+        commit=commit,
+        scipy_stub=stubbed_scipy,
     )
+
+
+def emit(
+    side: str,
+    opts: argparse.Namespace,
+    iterations: int,
+    durations: list[float],
+    seconds: float,
+    load: str,
+    synthetic_set: str | None,
+    **extra: Any,
+) -> None:
+    """One side's result as the ``JSON`` line the interleaving parent reads."""
+    import torch
+
+    record = {
+        "side": side,
+        "method": opts.method,
+        "ipc": opts.ipc,
+        "iterations": iterations,
+        **summary(durations),
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "set": synthetic_set,
+        **extra,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "load_before": load,
+        "load_after": load_average(),
+    }
+    print("JSON " + json.dumps(record), flush=True)
 
 
 # ----------------------------------------------------------------------------- ours
 def ours_once(opts: argparse.Namespace) -> None:
-    import torch
 
     from condensekit.distill import distill
 
@@ -255,27 +273,9 @@ def ours_once(opts: argparse.Namespace) -> None:
     )
     ended = time.perf_counter()
     durations = [b - a for a, b in itertools.pairwise(stamps)]
-    print(
-        "JSON "
-        + json.dumps(
-            {
-                "side": "ours",
-                "method": opts.method,
-                "ipc": opts.ipc,
-                "iterations": len(stamps),
-                # progress marks iteration ends: iteration 0 has no start mark (warm-up anyway)
-                **summary([-1.0, *durations]),  # -1: unknown
-                "seconds": round(ended - started, 2),
-                "peak_rss_mb": round(peak_rss_mb()),
-                "set": result.version.ref if result.version is not None else None,
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "load_before": load,
-                "load_after": load_average(),
-            }
-        ),
-        flush=True,
-    )
+    # progress marks iteration ends: iteration 0 has no start mark (warm-up anyway; -1: unknown)
+    ref = result.version.ref if result.version is not None else None
+    emit("ours", opts, len(stamps), [-1.0, *durations], ended - started, load, ref)
 
 
 # ----------------------------------------------------------------------------- orchestration

@@ -172,22 +172,25 @@ class GradientMatching(Method):
         labels = torch.tensor(classes, device=ctx.device).repeat_interleave(ctx.ipc)
         dsa = DSA(cfg.dsa_strategy)
 
+        outer_loop = cfg.outer_loop
+
         def step(iteration: int) -> dict[str, float]:
             net = ctx.make_backbone(ctx.seed_for(iteration, None, "net"))
             net.train()
             net_optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr_net)  # main.py:150, no momentum
+            batch_norm = _has_batch_norm(net)
             total = 0.0
-            for outer in range(cfg.outer_loop or 1):
-                if _has_batch_norm(net):
+            for outer in range(outer_loop):
+                if batch_norm:
                     self._freeze_batch_norm(ctx, net, iteration, outer)
                 optimizer.zero_grad(set_to_none=True)
                 total += self._match_step(ctx, net, syn, dsa, iteration, outer)
                 optimizer.step()
-                if outer == (cfg.outer_loop or 1) - 1:
+                if outer == outer_loop - 1:
                     break  # main.py:206: no network update after the last image update
                 images, image_labels = _whole_set(ctx, syn.detach(), labels)
                 self._train_network(ctx, net, net_optimizer, images, image_labels, dsa, iteration, outer)
-            return {"loss": total / (len(classes) * (cfg.outer_loop or 1))}
+            return {"loss": total / (len(classes) * outer_loop)}
 
         run_iterations(ctx, {"images": syn}, optimizer, step)
         return SyntheticSet(images=syn.detach(), labels=labels.cpu(), pixel_space="normalized")
